@@ -1,0 +1,406 @@
+"""Deterministic artifact functions and their parameter samplers.
+
+Every artifact function takes a native-space 3D magnitude image as a float32 array
+(plus voxel sizes where millimetres matter) and explicit parameters, and returns
+the corrupted array. k-space artifacts use the image's 3D Fourier transform with
+the magnitude as a zero-phase signal, as in TorchIO. The ``phase-encode`` axis is
+a parameter: NIfTI does not record it reliably, so samplers draw it.
+
+Samplers ``sample_<artifact>(rng, severity, data, zooms)`` draw parameters from the
+documented ranges in ``RANGES`` for severity ``mild`` or ``severe`` (severe: a rater
+would reject the scan). Parameters are plain JSON-serialisable values.
+"""
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import fft, ndimage
+
+ARTIFACTS = ("motion", "ghosting", "spike", "noise", "bias", "thick_slices",
+             "wraparound", "gibbs", "missing_coverage", "bad_slices")
+SEVERITIES = ("mild", "severe")
+
+# Documented parameter ranges, (low, high) per severity.
+RANGES = {
+    "motion": {"n_moves": {"mild": (1, 2), "severe": (2, 4)},
+               "rotation_deg": {"mild": (1.0, 2.5), "severe": (3.0, 8.0)},
+               "translation_mm": {"mild": (1.0, 2.5), "severe": (3.0, 8.0)}},
+    "ghosting": {"period": {"mild": (2, 4), "severe": (2, 4)},
+                 "intensity": {"mild": (0.25, 0.45), "severe": (0.6, 0.95)}},
+    "spike": {"n_spikes": {"mild": (1, 2), "severe": (1, 3)},
+              "intensity": {"mild": (0.04, 0.08), "severe": (0.15, 0.4)}},
+    "noise": {"sigma": {"mild": (0.05, 0.09), "severe": (0.15, 0.3)}},
+    "bias": {"amplitude": {"mild": (0.35, 0.5), "severe": (0.7, 1.1)}},
+    "thick_slices": {"thickness_mm": {"mild": (4.0, 5.5), "severe": (6.5, 10.0)}},
+    "wraparound": {"fov_fraction": {"mild": (0.85, 0.92), "severe": (0.6, 0.78)}},
+    "gibbs": {"keep_fraction": {"mild": (0.3, 0.4), "severe": (0.12, 0.22)}},
+    "missing_coverage": {"fraction": {"mild": (0.1, 0.16), "severe": (0.22, 0.4)}},
+    "bad_slices": {"n_slabs": {"mild": (1, 2), "severe": (3, 6)},
+                   "width_mm": {"mild": (2.0, 4.0), "severe": (4.0, 8.0)},
+                   "scale": {"mild": (0.4, 0.6), "severe": (0.0, 0.2)}},
+}
+
+# Variation that a clean scan from another scanner shows; never a reason to reject.
+CLEAN_RANGES = {"gamma": (0.75, 1.35), "bias_amplitude": (0.0, 0.18), "fwhm_mm": (0.0, 1.6),
+                "fov_margin_fraction": (0.0, 1.0)}
+
+
+# --------------------------------------------------------------------------- helpers
+def _kspace(data):
+    return fft.fftshift(fft.fftn(data.astype(np.float32), workers=-1))
+
+
+def _image(kspace):
+    return np.abs(fft.ifftn(fft.ifftshift(kspace), workers=-1)).astype(np.float32)
+
+
+def foreground_mean(data):
+    """Mean intensity of the foreground (voxels above 10% of the 99th percentile)."""
+    positive = data[data > 0]
+    if positive.size == 0:
+        return 1.0
+    level = 0.1 * np.percentile(positive, 99)
+    return float(data[data > level].mean())
+
+
+def foreground_bbox(data):
+    """(low, high) inclusive voxel bounds of the foreground along each axis."""
+    positive = data[data > 0]
+    level = 0.1 * np.percentile(positive, 99) if positive.size else 0
+    fg = data > level
+    bounds = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        idx = np.flatnonzero(fg.any(axis=other))
+        bounds.append((int(idx[0]), int(idx[-1])) if idx.size else (0, data.shape[axis] - 1))
+    return bounds
+
+
+def _lines(n, period, axis, ndim=3):
+    """Slicer that picks every ``period``-th plane along ``axis``."""
+    index = [slice(None)] * ndim
+    index[axis] = slice(0, n, period)
+    return tuple(index)
+
+
+# --------------------------------------------------------------------------- artifacts
+def motion(data, zooms, axis, times, rotations_deg, translations_mm):
+    """Rigid head motion during the scan: k-space planes along the phase-encode ``axis``
+    acquired after ``times[i]`` (fraction of the scan, linear ordering) come from a copy
+    moved by ``rotations_deg[i]`` (3 angles) and ``translations_mm[i]`` (3 shifts)."""
+    n = data.shape[axis]
+    out_k = _kspace(data)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(data.transpose(2, 1, 0)))
+    image.SetSpacing(tuple(float(z) for z in zooms))
+    center = [(s - 1) * z / 2 for s, z in zip(data.shape, zooms)]
+    for time, rot, trans in sorted(zip(times, rotations_deg, translations_mm), key=lambda m: m[0]):
+        rigid = sitk.Euler3DTransform(center, *np.deg2rad(rot).tolist(), tuple(float(t) for t in trans))
+        moved = sitk.Resample(image, image, rigid, sitk.sitkLinear, 0.0)
+        moved_k = _kspace(sitk.GetArrayFromImage(moved).transpose(2, 1, 0))
+        start = int(round(time * n))
+        index = [slice(None)] * 3
+        index[axis] = slice(start, n)
+        out_k[tuple(index)] = moved_k[tuple(index)]
+    return _image(out_k)
+
+
+def ghosting(data, axis, period, intensity):
+    """Ghosts along the phase-encode ``axis``: every ``period``-th k-space plane scaled by
+    (1 - intensity), the centre plane kept; ghosts appear at shifts of n/period."""
+    k = _kspace(data)
+    n = data.shape[axis]
+    center = [slice(None)] * 3
+    center[axis] = slice(n // 2, n // 2 + 1)
+    keep = k[tuple(center)].copy()
+    k[_lines(n, period, axis)] *= (1.0 - intensity)
+    k[tuple(center)] = keep
+    return _image(k)
+
+
+def spike(data, positions, intensity):
+    """Herringbone from k-space spikes at ``positions`` (fractions of k-space in -0.5..0.5
+    per axis, 0 = centre), each of magnitude ``intensity`` times the DC term."""
+    k = _kspace(data)
+    dc = np.abs(k[tuple(s // 2 for s in data.shape)])
+    for pos in positions:
+        index = tuple(int(np.clip(round(s // 2 + p * s), 0, s - 1)) for p, s in zip(pos, data.shape))
+        k[index] += intensity * dc
+    return _image(k)
+
+
+def noise(data, sigma, seed):
+    """Rician noise with standard deviation ``sigma`` times the foreground mean."""
+    rng = np.random.default_rng(seed)
+    level = sigma * foreground_mean(data)
+    real = data + rng.normal(0, level, data.shape).astype(np.float32)
+    imag = rng.normal(0, level, data.shape).astype(np.float32)
+    return np.sqrt(real * real + imag * imag).astype(np.float32)
+
+
+def _polynomial(shape, coefficients, order=3):
+    coords = [np.linspace(-1, 1, s, dtype=np.float32) for s in shape]
+    field = np.zeros(shape, np.float32)
+    c = iter(coefficients)
+    for i in range(order + 1):
+        for j in range(order + 1 - i):
+            for k in range(order + 1 - i - j):
+                value = next(c)
+                if value:
+                    field += value * (coords[0][:, None, None] ** i) * (coords[1][None, :, None] ** j) \
+                        * (coords[2][None, None, :] ** k)
+    return field
+
+
+def n_bias_coefficients(order=3):
+    """Number of polynomial terms of total degree <= order in 3D."""
+    return sum(1 for i in range(order + 1) for j in range(order + 1 - i) for _ in range(order + 1 - i - j))
+
+
+def bias(data, coefficients, order=3):
+    """Smooth multiplicative bias field exp(polynomial of total degree ``order``) over the
+    image box scaled to -1..1; ``coefficients`` in the (i, j, k) order of ``_polynomial``."""
+    return (data * np.exp(_polynomial(data.shape, coefficients, order))).astype(np.float32)
+
+
+def thick_slices(data, zooms, axis, thickness_mm):
+    """Low through-plane resolution: slabs of ``thickness_mm`` along ``axis`` averaged and
+    replicated (a thick-slice acquisition interpolated back onto the grid)."""
+    factor = max(1, int(round(thickness_mm / zooms[axis])))
+    if factor == 1:
+        return data.copy()
+    averaged = ndimage.uniform_filter1d(data, size=factor, axis=axis, mode="nearest")
+    n = data.shape[axis]
+    centers = np.minimum((np.arange(n) // factor) * factor + factor // 2, n - 1)
+    return np.take(averaged, centers, axis=axis).astype(np.float32)
+
+
+def wraparound(data, axis, fov_fraction):
+    """Aliasing from a field of view ``fov_fraction`` of the object's extent along ``axis``:
+    returns (array with the shorter FOV, first kept voxel index); signal beyond one edge
+    of the FOV folds onto the opposite edge."""
+    low, high = foreground_bbox(data)[axis]
+    extent = high - low + 1
+    length = max(8, min(data.shape[axis], int(round(fov_fraction * extent))))
+    start = int((low + high + 1) // 2 - length // 2)
+    shape = list(data.shape)
+    shape[axis] = length
+    out = np.zeros(shape, np.float32)
+    for j in range(data.shape[axis]):
+        target = (j - start) % length
+        src = [slice(None)] * 3
+        dst = [slice(None)] * 3
+        src[axis] = j
+        dst[axis] = target
+        out[tuple(dst)] += data[tuple(src)]
+    return out, start
+
+
+def gibbs(data, axes, keep_fraction):
+    """Gibbs ringing: k-space truncated to its central ``keep_fraction`` along ``axes``."""
+    k = _kspace(data)
+    for axis in axes:
+        n = data.shape[axis]
+        keep = max(2, int(round(keep_fraction * n)))
+        lo = n // 2 - keep // 2
+        for part in (slice(0, lo), slice(lo + keep, n)):
+            index = [slice(None)] * 3
+            index[axis] = part
+            k[tuple(index)] = 0
+    return _image(k)
+
+
+def missing_coverage(data, axis, side, fraction):
+    """A cut slab: the ``fraction`` of the object's extent along ``axis`` at ``side``
+    (``low`` or ``high``) is outside the field of view (zeroed)."""
+    low, high = foreground_bbox(data)[axis]
+    cut = int(round(fraction * (high - low + 1)))
+    out = data.copy()
+    index = [slice(None)] * 3
+    index[axis] = slice(high - cut + 1, None) if side == "high" else slice(0, low + cut)
+    out[tuple(index)] = 0
+    return out
+
+
+def bad_slices(data, axis, starts, width, scale, mode="dropout"):
+    """Slab failures along ``axis``: slabs of ``width`` voxels at ``starts`` are scaled by
+    ``scale`` (``dropout``) or swapped pairwise with the next start (``swap``: misordered)."""
+    out = data.copy()
+    n = data.shape[axis]
+
+    def slab(start):
+        index = [slice(None)] * 3
+        index[axis] = slice(int(start), int(min(start + width, n)))
+        return tuple(index)
+
+    if mode == "swap":
+        for a, b in zip(starts[0::2], starts[1::2]):
+            w = int(min(width, n - a, n - b))
+            ia, ib = [slice(None)] * 3, [slice(None)] * 3
+            ia[axis], ib[axis] = slice(a, a + w), slice(b, b + w)
+            out[tuple(ia)], out[tuple(ib)] = data[tuple(ib)], data[tuple(ia)]
+    else:
+        for start in starts:
+            out[slab(start)] *= scale
+    return out
+
+
+def clean_variation(data, zooms, gamma, bias_coefficients, fwhm_mm):
+    """Scanner-to-scanner variation of a clean scan: contrast (power ``gamma`` of the
+    intensities), a weak bias field and a resolution change (Gaussian ``fwhm_mm``)."""
+    top = float(np.percentile(data[data > 0], 99.5)) if np.any(data > 0) else 1.0
+    out = (np.clip(data, 0, None) / top) ** gamma * top
+    out = bias(out.astype(np.float32), bias_coefficients)
+    if fwhm_mm > 0:
+        out = ndimage.gaussian_filter(out, [fwhm_mm / 2.355 / z for z in zooms])
+    return out.astype(np.float32)
+
+
+# --------------------------------------------------------------------------- samplers
+def _uniform(rng, artifact, name, severity):
+    low, high = RANGES[artifact][name][severity]
+    return float(rng.uniform(low, high))
+
+
+def _integer(rng, artifact, name, severity):
+    low, high = RANGES[artifact][name][severity]
+    return int(rng.integers(low, high + 1))
+
+
+def _signed(rng, magnitude, n=3):
+    return (magnitude * rng.uniform(0.5, 1.0, n) * rng.choice([-1, 1], n)).round(3).tolist()
+
+
+def sample_motion(rng, severity, data, zooms):
+    n = _integer(rng, "motion", "n_moves", severity)
+    rot = _uniform(rng, "motion", "rotation_deg", severity)
+    trans = _uniform(rng, "motion", "translation_mm", severity)
+    return {"axis": int(rng.integers(0, 3)),
+            "times": sorted(rng.uniform(0.15, 0.7, n).round(3).tolist()),
+            "rotations_deg": [_signed(rng, rot) for _ in range(n)],
+            "translations_mm": [_signed(rng, trans) for _ in range(n)]}
+
+
+def sample_ghosting(rng, severity, data, zooms):
+    return {"axis": int(rng.integers(0, 3)), "period": _integer(rng, "ghosting", "period", severity),
+            "intensity": round(_uniform(rng, "ghosting", "intensity", severity), 3)}
+
+
+def sample_spike(rng, severity, data, zooms):
+    n = _integer(rng, "spike", "n_spikes", severity)
+    positions = []
+    for _ in range(n):
+        direction = rng.normal(size=3)
+        direction /= np.linalg.norm(direction)
+        positions.append((direction * rng.uniform(0.05, 0.3)).round(3).tolist())
+    return {"positions": positions, "intensity": round(_uniform(rng, "spike", "intensity", severity), 4)}
+
+
+def sample_noise(rng, severity, data, zooms):
+    return {"sigma": round(_uniform(rng, "noise", "sigma", severity), 4), "seed": int(rng.integers(2 ** 31))}
+
+
+def sample_bias_coefficients(rng, amplitude, order=3):
+    """Coefficients whose field spans about +-``amplitude`` (log scale); low orders dominate."""
+    coefficients = []
+    for i in range(order + 1):
+        for j in range(order + 1 - i):
+            for k in range(order + 1 - i - j):
+                degree = i + j + k
+                coefficients.append(0.0 if degree == 0 else float(rng.uniform(-1, 1) * amplitude / degree))
+    return [round(c, 4) for c in coefficients]
+
+
+def sample_bias(rng, severity, data, zooms):
+    return {"coefficients": sample_bias_coefficients(rng, _uniform(rng, "bias", "amplitude", severity))}
+
+
+def sample_thick_slices(rng, severity, data, zooms):
+    return {"axis": int(rng.integers(0, 3)),
+            "thickness_mm": round(_uniform(rng, "thick_slices", "thickness_mm", severity), 2)}
+
+
+def sample_wraparound(rng, severity, data, zooms):
+    return {"axis": int(rng.integers(0, 2)),
+            "fov_fraction": round(_uniform(rng, "wraparound", "fov_fraction", severity), 3)}
+
+
+def sample_gibbs(rng, severity, data, zooms):
+    axes = [int(a) for a in sorted(rng.choice(3, size=int(rng.integers(1, 4)), replace=False))]
+    return {"axes": axes, "keep_fraction": round(_uniform(rng, "gibbs", "keep_fraction", severity), 3)}
+
+
+def sample_missing_coverage(rng, severity, data, zooms):
+    return {"axis": int(rng.integers(0, 3)), "side": str(rng.choice(["low", "high"])),
+            "fraction": round(_uniform(rng, "missing_coverage", "fraction", severity), 3)}
+
+
+def sample_bad_slices(rng, severity, data, zooms):
+    axis = int(rng.integers(0, 3))
+    n = _integer(rng, "bad_slices", "n_slabs", severity)
+    width = max(1, int(round(_uniform(rng, "bad_slices", "width_mm", severity) / zooms[axis])))
+    low, high = foreground_bbox(data)[axis]
+    span = max(1, high - low - width)
+    mode = str(rng.choice(["dropout", "swap"]))
+    if mode == "swap":
+        n = max(2, n + n % 2)
+    starts = sorted(int(low + s) for s in rng.choice(span, size=min(n, span), replace=False))
+    return {"axis": axis, "starts": starts, "width": width, "mode": mode,
+            "scale": round(_uniform(rng, "bad_slices", "scale", severity), 3)}
+
+
+def sample_clean_variation(rng):
+    """Parameters for ``clean_variation`` from CLEAN_RANGES."""
+    return {"gamma": round(float(rng.uniform(*CLEAN_RANGES["gamma"])), 3),
+            "bias_coefficients": sample_bias_coefficients(
+                rng, float(rng.uniform(*CLEAN_RANGES["bias_amplitude"]))),
+            "fwhm_mm": round(float(rng.uniform(*CLEAN_RANGES["fwhm_mm"])), 2)}
+
+
+SAMPLERS = {name: globals()[f"sample_{name}"] for name in ARTIFACTS}
+
+
+# --------------------------------------------------------------------------- images
+def sample_params(artifact, severity, rng, data, zooms):
+    """Draw parameters for ``artifact`` at ``severity`` with ``rng`` (numpy Generator)."""
+    if artifact not in SAMPLERS:
+        raise ValueError(f"unknown artifact {artifact!r}; choose from {', '.join(ARTIFACTS)}")
+    if severity not in SEVERITIES:
+        raise ValueError(f"unknown severity {severity!r}; choose mild or severe")
+    return SAMPLERS[artifact](rng, severity, data, zooms)
+
+
+def apply_artifact(img, artifact, params):
+    """Apply ``artifact`` with ``params`` to a nibabel image; returns a float32 nibabel image."""
+    import nibabel as nib
+
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    if data.ndim != 3:
+        raise ValueError(f"artifacts need a 3D image, got shape {data.shape}")
+    zooms = tuple(float(z) for z in np.sqrt((img.affine[:3, :3] ** 2).sum(axis=0)))
+    affine = img.affine.copy()
+    if artifact == "motion":
+        out = motion(data, zooms, **params)
+    elif artifact in ("thick_slices",):
+        out = thick_slices(data, zooms, **params)
+    elif artifact == "wraparound":
+        out, start = wraparound(data, **params)
+        shift = np.zeros(4)
+        shift[params["axis"]] = start
+        shift[3] = 1
+        affine[:3, 3] = (img.affine @ shift)[:3]
+    elif artifact == "clean":
+        out = clean_variation(data, zooms, **params)
+    elif artifact in ARTIFACTS:
+        out = globals()[artifact](data, **params)
+    else:
+        raise ValueError(f"unknown artifact {artifact!r}; choose from {', '.join(ARTIFACTS)}")
+    hdr = nib.Nifti1Header()
+    hdr.set_xyzt_units("mm")
+    return nib.Nifti1Image(out.astype(np.float32), affine, hdr)
+
+
+def simulate(img, artifact, severity, rng):
+    """Corrupt ``img`` with ``artifact`` at ``severity``; returns (image, parameters)."""
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    zooms = tuple(float(z) for z in np.sqrt((img.affine[:3, :3] ** 2).sum(axis=0)))
+    params = sample_params(artifact, severity, rng, data, zooms)
+    return apply_artifact(img, artifact, params), params

@@ -1,0 +1,44 @@
+"""``bidsqc-train``: train or fine-tune an ensemble (see bidsqc.model.train.train_ensemble)."""
+
+import csv
+import logging
+import sys
+
+from .parser import get_train_parser
+
+
+def main(argv=None):
+    args = get_train_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose > 1 else logging.INFO,
+                        format="%(asctime)s %(levelname)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("nipype").setLevel(logging.WARNING)
+    from ..model.train import read_labels, scans_from_folder, train_ensemble
+    from ..preprocessing.pipeline import DEFAULT_SHAPE, DEFAULT_SPACING_MM
+
+    if not args.labels and not args.scans:
+        print("bidsqc-train: error: give --labels TSV and/or --scans DIR", file=sys.stderr)
+        return 2
+    try:
+        scans = (read_labels(args.labels) if args.labels else []) + \
+                (scans_from_folder(args.scans) if args.scans else [])
+    except (OSError, ValueError) as exc:
+        print(f"bidsqc-train: error: {exc}", file=sys.stderr)
+        return 2
+    holdout = None
+    if args.holdout:
+        with open(args.holdout, newline="") as handle:
+            holdout = [dict(r) for r in csv.DictReader(handle, delimiter="\t")]
+    cache = args.cache or args.out.parent / "bidsqc-cache"
+    train_ensemble(scans, args.out, cache, template_id=args.template, folds=args.folds, epochs=args.epochs,
+                   batch_size=args.batch_size, mixup_alpha=args.mixup_alpha, loss=args.loss,
+                   learning_rate=args.learning_rate, init_from=args.init_from,
+                   n_clean_variants=args.clean_variants, seed=args.seed, nprocs=args.nprocs,
+                   mc_samples=args.mc_samples, levels=args.levels, base_filters=args.base_filters,
+                   dropout=args.dropout, dense_dropout=args.dense_dropout,
+                   spacing_mm=args.spacing or DEFAULT_SPACING_MM, grid_shape=tuple(args.grid or DEFAULT_SHAPE),
+                   holdout=holdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

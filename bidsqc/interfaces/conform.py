@@ -1,0 +1,34 @@
+"""Conform: load, check and reorient a T1w image (bidsqc.preprocessing.conform)."""
+
+import os
+
+import nibabel as nib
+from nipype.interfaces.base import File, traits
+
+from ..preprocessing.conform import conform, load_image
+from .base import QCInputSpec, QCInterface, QCOutputSpec
+
+
+class _ConformInputSpec(QCInputSpec):
+    in_file = File(exists=True, mandatory=True, desc="T1w NIfTI")
+    volume = traits.Int(0, usedefault=True, desc="volume of a 4D image to use")
+
+
+class _ConformOutputSpec(QCOutputSpec):
+    out_file = traits.Str(desc="RAS-oriented float32 image ('' after an error)")
+
+
+class Conform(QCInterface):
+    """Check the image (2D, empty, all-zero, non-finite -> error) and reorient it to RAS."""
+
+    input_spec = _ConformInputSpec
+    output_spec = _ConformOutputSpec
+    stage = "conform"
+
+    def _stage(self, info, cwd):
+        name = os.path.basename(self.inputs.in_file)
+        ras, conform_info = conform(load_image(self.inputs.in_file), name=name, volume=self.inputs.volume)
+        out_file = os.path.join(cwd, "t1w_ras.nii.gz")
+        nib.save(ras, out_file)
+        self._results["out_file"] = out_file
+        return conform_info.as_dict()

@@ -1,0 +1,45 @@
+"""PredictQC: run the ensemble with Monte Carlo dropout (bidsqc.model.ensemble)."""
+
+import nibabel as nib
+import numpy as np
+from nipype.interfaces.base import traits
+
+from .base import QCInputSpec, QCInterface, QCOutputSpec
+
+
+class _PredictInputSpec(QCInputSpec):
+    in_file = traits.Str(mandatory=True, desc="preprocessed image on the model grid ('' after an error)")
+    model_dir = traits.Str(mandatory=True, desc="ensemble folder")
+    mc_samples = traits.Int(0, usedefault=True, desc="MC dropout passes per fold (0: the model card's)")
+    threshold = traits.Float(-1.0, usedefault=True, desc="p_bad threshold (<0: the model card's)")
+
+
+class _PredictOutputSpec(QCOutputSpec):
+    out_file = traits.Str(desc="unused; kept for a uniform interface")
+
+
+class PredictQC(QCInterface):
+    """p_bad (mean over folds x MC passes), p_bad_std, per-artifact probabilities, verdict."""
+
+    input_spec = _PredictInputSpec
+    output_spec = _PredictOutputSpec
+    stage = "predict"
+
+    def _stage(self, info, cwd):
+        from ..model.ensemble import load_cached
+
+        ensemble = load_cached(self.inputs.model_dir)
+        volume = np.asarray(nib.load(self.inputs.in_file).dataobj, dtype=np.float32)
+        result = ensemble.predict(volume, mc_samples=self.inputs.mc_samples or None)
+        threshold = self.inputs.threshold if self.inputs.threshold >= 0 else ensemble.threshold
+        band = ensemble.uncertain_band
+        if self.inputs.threshold >= 0:  # keep the band's width around a user threshold
+            half = (band[1] - band[0]) / 2
+            band = (max(0.0, threshold - half), min(1.0, threshold + half))
+        p_artifacts = {a: round(float(v[0]), 4) for a, v in result.p_artifacts.items()}
+        return {"p_bad": round(float(result.p_bad[0]), 4), "p_bad_std": round(float(result.p_bad_std[0]), 4),
+                "p_artifacts": p_artifacts, "likely_artifact": max(p_artifacts, key=p_artifacts.get),
+                "qc": result.verdicts(threshold, band)[0], "threshold": threshold,
+                "uncertain_band": list(band), "mc_samples": int(self.inputs.mc_samples or
+                                                                ensemble.card.get("mc_samples", 4)),
+                "model_id": ensemble.model_id, "n_folds": len(ensemble.models)}

@@ -1,0 +1,1 @@
+"""Model code: network, losses, ensemble loading/prediction, dataset building and training."""

@@ -1,0 +1,51 @@
+"""The model card: one JSON file that says what an ensemble expects and how well it did."""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+CARD_NAME = "model_card.json"
+MASK_NAME = "input_mask.nii.gz"
+
+
+class ModelCardError(ValueError):
+    """The ensemble folder or its model card is missing, incomplete or inconsistent."""
+
+
+def read_card(model_dir):
+    """Read and check ``model_dir/model_card.json``; returns the card dict."""
+    path = Path(model_dir) / CARD_NAME
+    if not path.is_file():
+        raise ModelCardError(f"{model_dir}: no {CARD_NAME}; not a bidsqc ensemble folder "
+                             "(train one with bidsqc-train or omit --model for the shipped one)")
+    try:
+        card = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelCardError(f"{path}: not valid JSON ({exc})") from exc
+    for key in ("model_id", "input", "artifacts", "folds", "decision"):
+        if key not in card:
+            raise ModelCardError(f"{path}: missing field {key!r}")
+    for key in ("shape", "affine", "normalisation", "mask_file", "template"):
+        if key not in card["input"]:
+            raise ModelCardError(f"{path}: missing field input.{key!r}")
+    return card
+
+
+def write_json_atomic(path, payload):
+    """Write JSON to ``path`` through a temporary file and rename (never half-written)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def ensemble_checksum(model_dir, card):
+    """sha256 over the fold model files, the input mask and the card's input section."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(card["input"], sort_keys=True).encode())
+    for name in list(card["folds"]) + [card["input"]["mask_file"]]:
+        with open(Path(model_dir) / name, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()

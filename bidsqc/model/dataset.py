@@ -1,0 +1,155 @@
+"""Build a cached training set: clean scans, clean variations and simulated artifacts,
+all through the inference preprocessing (``bidsqc.preprocessing.pipeline.preprocess``).
+
+Cache layout (``cache_dir``): ``volumes/<key>.npy`` float16 (model grid) and
+``manifest.tsv`` with one row per volume. A rebuild skips volumes already cached,
+so a stopped build resumes.
+"""
+
+import csv
+import hashlib
+import json
+import logging
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from ..artifacts import ARTIFACTS, apply_artifact, sample_params
+from ..artifacts.simulate import sample_clean_variation
+
+LOGGER = logging.getLogger("bidsqc")
+
+MANIFEST_COLUMNS = ["key", "subject", "source_file", "variant", "artifact", "severity", "label",
+                    "params", "reg_quality", "skull_stripped", "volume"]
+
+
+def file_checksum(path, chunk=1 << 20):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def plan_variants(scans, n_clean_variants=2, severities=("mild", "severe"), p_severe=0.6, seed=0):
+    """One job per training volume: each good scan as is, ``n_clean_variants`` clean
+    variations and one simulated version per artifact (severity drawn, P(severe)=p_severe);
+    scans rated bad by a user enter as they are. Returns a list of job dicts."""
+    rng = np.random.default_rng(seed)
+    jobs = []
+    for scan in scans:
+        base = {"subject": scan["subject"], "source_file": str(scan["source_file"])}
+        if scan.get("label", "good") == "bad":
+            jobs.append(dict(base, variant="rated", artifact=scan.get("artifact") or "n/a",
+                             severity="rated", label=1.0, seed=None))
+            continue
+        jobs.append(dict(base, variant="original", artifact="none", severity="none", label=0.0, seed=None))
+        for i in range(n_clean_variants):
+            jobs.append(dict(base, variant=f"clean{i}", artifact="clean", severity="none", label=0.0,
+                             seed=int(rng.integers(2 ** 31))))
+        for artifact in ARTIFACTS:
+            severity = severities[-1] if rng.random() < p_severe else severities[0]
+            jobs.append(dict(base, variant=artifact, artifact=artifact, severity=severity,
+                             label=1.0, seed=int(rng.integers(2 ** 31))))
+    return jobs
+
+
+def _job_key(job, checksum):
+    text = json.dumps([checksum, job["variant"], job["artifact"], job["severity"], job["seed"]])
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+_WORKER = {}
+
+
+def _init_worker(template_id, grid_shape, grid_affine, mask):
+    from ..preprocessing.templates import get_template
+
+    _WORKER.update(template=get_template(template_id), grid_shape=tuple(grid_shape),
+                   grid_affine=np.asarray(grid_affine), mask=mask)
+
+
+def _run_job(job, cache_dir):
+    """Simulate (in native space) and preprocess one job; returns a manifest row."""
+    from ..preprocessing.conform import conform, load_image
+    from ..preprocessing.pipeline import preprocess
+
+    out = Path(cache_dir) / "volumes" / f"{job['key']}.npy"
+    img, _ = conform(load_image(job["source_file"]), name=job["source_file"])
+    params = {}
+    if job["artifact"] == "clean":
+        params = sample_clean_variation(np.random.default_rng(job["seed"]))
+        img = apply_artifact(img, "clean", params)
+    elif job["artifact"] in ARTIFACTS and job["seed"] is not None:
+        rng = np.random.default_rng(job["seed"])
+        data = np.asarray(img.dataobj, np.float32)
+        zooms = img.header.get_zooms()[:3]
+        params = sample_params(job["artifact"], job["severity"], rng, data, zooms)
+        img = apply_artifact(img, job["artifact"], params)
+    volume, info = preprocess(img, _WORKER["template"], _WORKER["grid_shape"], _WORKER["grid_affine"],
+                              _WORKER["mask"], name=job["source_file"])
+    tmp = out.with_suffix(".tmp.npy")
+    np.save(tmp, volume.astype(np.float16))
+    os.replace(tmp, out)
+    row = {k: job[k] for k in ("key", "subject", "source_file", "variant", "artifact", "severity", "label")}
+    row.update(params=json.dumps(params), reg_quality=info["reg_quality"],
+               skull_stripped=int(info["skull_stripped"]), volume=str(out.relative_to(cache_dir)))
+    return row
+
+
+def build_dataset(scans, cache_dir, template_id, grid_shape, grid_affine, input_mask,
+                  n_clean_variants=2, seed=0, nprocs=2, p_severe=0.6):
+    """Build (or resume) the cached training set for ``scans`` (dicts with subject,
+    source_file and optional label/artifact); returns the manifest rows."""
+    cache_dir = Path(cache_dir)
+    (cache_dir / "volumes").mkdir(parents=True, exist_ok=True)
+    checksums = {}
+    jobs = plan_variants(scans, n_clean_variants=n_clean_variants, seed=seed, p_severe=p_severe)
+    for job in jobs:
+        src = job["source_file"]
+        if src not in checksums:
+            checksums[src] = file_checksum(src)
+        job["key"] = _job_key(job, checksums[src])
+    manifest_path = cache_dir / "manifest.tsv"
+    done = {}
+    if manifest_path.exists():
+        with open(manifest_path, newline="") as handle:
+            for row in csv.DictReader(handle, delimiter="\t"):
+                if (cache_dir / row["volume"]).exists():
+                    done[row["key"]] = row
+    todo = [job for job in jobs if job["key"] not in done]
+    LOGGER.info("dataset: %d volumes planned, %d cached, %d to build", len(jobs), len(done), len(todo))
+    rows = dict(done)
+    errors = []
+    with ProcessPoolExecutor(max_workers=max(1, nprocs), initializer=_init_worker,
+                             initargs=(template_id, grid_shape, np.asarray(grid_affine), input_mask)) as pool:
+        futures = {pool.submit(_run_job, job, str(cache_dir)): job for job in todo}
+        for i, future in enumerate(futures, 1):
+            job = futures[future]
+            try:
+                rows[job["key"]] = future.result()
+            except Exception as exc:  # one broken scan never stops the build
+                errors.append(f"{job['source_file']} ({job['variant']}): {exc}")
+                LOGGER.warning("dataset: %s (%s) failed: %s", job["source_file"], job["variant"], exc)
+            if i % 10 == 0 or i == len(todo):
+                LOGGER.info("dataset: %d/%d volumes built", i, len(todo))
+                _write_manifest(manifest_path, [rows[j["key"]] for j in jobs if j["key"] in rows])
+    ordered = [rows[j["key"]] for j in jobs if j["key"] in rows]
+    _write_manifest(manifest_path, ordered)
+    return ordered, errors
+
+
+def _write_manifest(path, rows):
+    tmp = Path(str(path) + ".tmp")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, MANIFEST_COLUMNS, delimiter="\t", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def load_volumes(cache_dir, rows):
+    """Stack the cached volumes of ``rows``: (n, *grid) float16."""
+    return np.stack([np.load(Path(cache_dir) / row["volume"]) for row in rows])

@@ -1,0 +1,154 @@
+"""Load a k-fold ensemble from one folder and predict with Monte Carlo dropout.
+
+    ens = Ensemble.load(model_dir)          # checks the card against every fold model
+    result = ens.predict(volumes, mc_samples=4)   # volumes: (n, *ens.grid_shape) z-scored
+"""
+
+import logging
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from .card import ModelCardError, ensemble_checksum, read_card
+
+LOGGER = logging.getLogger("bidsqc")
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "ensemble"
+
+
+@dataclass
+class QCResult:
+    """Per-volume ensemble output: ``p_bad`` (n,), ``p_bad_std`` (n,), ``p_artifacts``
+    {artifact: (n,)}, ``p_bad_folds`` (n, folds) fold means."""
+
+    p_bad: np.ndarray
+    p_bad_std: np.ndarray
+    p_artifacts: dict
+    p_bad_folds: np.ndarray
+
+    def verdicts(self, threshold, band):
+        """pass | fail | uncertain per volume: uncertain inside ``band`` = (low, high)."""
+        out = []
+        for p in self.p_bad:
+            if band[0] <= p <= band[1] and band[0] < band[1]:
+                out.append("uncertain")
+            else:
+                out.append("fail" if p >= threshold else "pass")
+        return out
+
+
+def _custom_objects():
+    from .losses import dice_loss
+    from .network import MCDropout
+
+    return {"MCDropout": MCDropout, "dice_loss": dice_loss}
+
+
+class Ensemble:
+    """The fold models of one ensemble, with its model card and input mask."""
+
+    def __init__(self, model_dir, card, models, mask):
+        self.model_dir = Path(model_dir)
+        self.card = card
+        self.models = models
+        self.mask = mask
+
+    @property
+    def grid_shape(self):
+        return tuple(int(s) for s in self.card["input"]["shape"])
+
+    @property
+    def grid_affine(self):
+        return np.asarray(self.card["input"]["affine"], dtype=float)
+
+    @property
+    def artifacts(self):
+        return list(self.card["artifacts"])
+
+    @property
+    def model_id(self):
+        return self.card["model_id"]
+
+    @property
+    def threshold(self):
+        return float(self.card["decision"]["threshold"])
+
+    @property
+    def uncertain_band(self):
+        return tuple(float(b) for b in self.card["decision"]["uncertain_band"])
+
+    @classmethod
+    def load(cls, model_dir=None):
+        """Load every fold model (Keras native format, safe mode) and check them against the card."""
+        import keras
+
+        model_dir = Path(model_dir or DEFAULT_MODEL_DIR)
+        card = read_card(model_dir)
+        shape = tuple(int(s) for s in card["input"]["shape"])
+        mask_path = model_dir / card["input"]["mask_file"]
+        if not mask_path.is_file():
+            raise ModelCardError(f"{model_dir}: input mask {card['input']['mask_file']} is missing")
+        mask = np.asarray(nib.load(mask_path).dataobj) > 0
+        if mask.shape != shape:
+            raise ModelCardError(f"{mask_path}: mask shape {mask.shape} does not match the model card grid {shape}")
+        models = []
+        for name in card["folds"]:
+            path = model_dir / name
+            if not path.is_file():
+                raise ModelCardError(f"{model_dir}: fold model {name} listed in the model card is missing")
+            model = keras.models.load_model(path, custom_objects=_custom_objects(), compile=False,
+                                            safe_mode=True)
+            model_shape = tuple(int(s) for s in model.input_shape[1:4])
+            if model_shape != shape:
+                raise ModelCardError(f"{path}: model input grid {model_shape} does not match the model "
+                                     f"card grid {shape}; the card and the fold models are from different "
+                                     "ensembles")
+            n_art = int(model.get_layer("artifacts").output.shape[-1])
+            if n_art != len(card["artifacts"]):
+                raise ModelCardError(f"{path}: {n_art} artifact outputs but the model card lists "
+                                     f"{len(card['artifacts'])} artifact types")
+            models.append(model)
+        if not models:
+            raise ModelCardError(f"{model_dir}: the model card lists no fold models")
+        return cls(model_dir, card, models, mask)
+
+    def checksum(self):
+        return ensemble_checksum(self.model_dir, self.card)
+
+    def predict(self, volumes, mc_samples=None, batch_size=16):
+        """Predict z-scored volumes (n, *grid) with every fold and ``mc_samples`` MC-dropout
+        passes each; returns a QCResult. Passes are batched: each copy gets its own mask."""
+        volumes = np.asarray(volumes, dtype=np.float32)
+        if volumes.ndim == 3:
+            volumes = volumes[None]
+        if tuple(volumes.shape[1:]) != self.grid_shape:
+            raise ValueError(f"volumes of shape {volumes.shape[1:]} given; this ensemble needs {self.grid_shape}")
+        mc_samples = int(mc_samples or self.card.get("mc_samples", 4))
+        if mc_samples < 1:
+            raise ValueError("mc_samples must be at least 1")
+        n = volumes.shape[0]
+        p_bad = np.zeros((n, len(self.models), mc_samples), np.float32)
+        p_art = np.zeros((n, len(self.models), mc_samples, len(self.artifacts)), np.float32)
+        for i in range(n):
+            repeated = np.repeat(volumes[i:i + 1, ..., None], mc_samples, axis=0)
+            for f, model in enumerate(self.models):
+                out = model.predict_on_batch(repeated) if mc_samples <= batch_size else \
+                    model.predict(repeated, batch_size=batch_size, verbose=0)
+                p_bad[i, f] = np.asarray(out["p_bad"])[:, 0]
+                p_art[i, f] = np.asarray(out["artifacts"])
+        flat = p_bad.reshape(n, -1)
+        arts = p_art.reshape(n, -1, len(self.artifacts)).mean(axis=1)
+        return QCResult(p_bad=flat.mean(axis=1), p_bad_std=flat.std(axis=1),
+                        p_artifacts={a: arts[:, j] for j, a in enumerate(self.artifacts)},
+                        p_bad_folds=p_bad.mean(axis=2))
+
+
+@lru_cache(maxsize=2)
+def load_cached(model_dir):
+    """Load an ensemble once per process (Nipype workers reuse it across scans)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return Ensemble.load(model_dir)

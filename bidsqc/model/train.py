@@ -1,0 +1,422 @@
+"""Train a k-fold ensemble (the founding study's recipe) and write its folder and model card.
+
+``train_ensemble(scans, out_dir, ...)`` builds the cached training set through the
+inference preprocessing, splits subjects into stratified groups (all variants of a
+subject stay in one fold), trains one network per fold with mixup, and evaluates
+each on its held-out fold with Monte Carlo dropout. Every epoch checkpoints, so a
+stopped run resumes where it stopped.
+"""
+
+import csv
+import datetime
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+from .. import __version__
+from ..artifacts import ARTIFACTS
+from ..preprocessing.pipeline import DEFAULT_SHAPE, DEFAULT_SPACING_MM, make_grid, make_input_mask
+from ..preprocessing.resample import zscore
+from .card import CARD_NAME, MASK_NAME, read_card, write_json_atomic
+from .dataset import build_dataset, file_checksum, load_volumes
+
+LOGGER = logging.getLogger("bidsqc")
+
+MILD_LABEL = 0.7  # training target of p_bad for mild artifacts (severe: 1, clean: 0)
+UNCERTAIN_HALF_WIDTH = 0.15
+
+
+# --------------------------------------------------------------------------- metrics
+def binary_metrics(y_true, p_bad, threshold=0.5):
+    """accuracy, sensitivity, specificity, balanced accuracy and AUC of ``p_bad`` for
+    binary ``y_true`` (1 = bad)."""
+    from sklearn.metrics import roc_auc_score
+
+    y_true = np.asarray(y_true).astype(int)
+    pred = (np.asarray(p_bad) >= threshold).astype(int)
+    tp = int(((pred == 1) & (y_true == 1)).sum())
+    tn = int(((pred == 0) & (y_true == 0)).sum())
+    pos, neg = int((y_true == 1).sum()), int((y_true == 0).sum())
+    sens = tp / pos if pos else float("nan")
+    spec = tn / neg if neg else float("nan")
+    auc = float(roc_auc_score(y_true, p_bad)) if pos and neg else float("nan")
+    return {"n": int(len(y_true)), "n_bad": pos, "accuracy": round((tp + tn) / max(1, len(y_true)), 4),
+            "sensitivity": round(sens, 4), "specificity": round(spec, 4),
+            "balanced_accuracy": round((sens + spec) / 2, 4), "auc": round(auc, 4)}
+
+
+def choose_threshold(y_true, p_bad, min_specificity=0.95):
+    """Threshold with the best balanced accuracy among those keeping specificity >=
+    ``min_specificity`` on the out-of-fold predictions (0.5 if none qualifies)."""
+    y_true = np.asarray(y_true).astype(int)
+    best, best_t = -1.0, 0.5
+    for t in np.round(np.arange(0.2, 0.91, 0.01), 2):
+        m = binary_metrics(y_true, p_bad, t)
+        if m["specificity"] >= min_specificity and m["balanced_accuracy"] > best:
+            best, best_t = m["balanced_accuracy"], float(t)
+    return best_t
+
+
+# --------------------------------------------------------------------------- augmentation
+def smooth_fields(shape, n, rng, sigma=3.0):
+    """``n`` smooth random fields in 0..1, (n, *shape) float32, for background filling."""
+    fields = []
+    for _ in range(n):
+        f = ndimage.gaussian_filter(rng.random(shape).astype(np.float32), sigma)
+        f = (f - f.min()) / max(float(f.max() - f.min()), 1e-6)
+        fields.append(f)
+    return np.stack(fields).astype(np.float32)
+
+
+def augment(volume, mask, background, rng, fields):
+    """Training-time augmentation of one cached volume (0..1 scale) then z-scoring.
+
+    - contrast: intensities raised to a power in 0.7..1.4,
+    - tissue outside the brain: with p=0.5, the subject's background voxels inside the
+      input mask (zero in skull-stripped scans) are filled with smooth random tissue of
+      random brightness, so "no skull" is never a cue for "good",
+    - left-right flip with p=0.5.
+    """
+    v = np.clip(volume.astype(np.float32), 0, None) ** rng.uniform(0.7, 1.4)
+    if background is not None and rng.random() < 0.5:
+        field = fields[rng.integers(len(fields))]
+        level = rng.uniform(0.05, 0.7)
+        v = np.where(background, level * (0.5 + field), v)
+    if rng.random() < 0.5:
+        v = v[::-1]
+    return zscore(np.ascontiguousarray(v), mask)
+
+
+def background_maps(rows, volumes, mask):
+    """Per subject: voxels inside ``mask`` that are background in its clean original scan."""
+    maps = {}
+    for row, volume in zip(rows, volumes):
+        if row["variant"] == "original":
+            maps[row["subject"]] = mask & (volume.astype(np.float32) < 0.03)
+    return maps
+
+
+def batches(indices, volumes, y_bad, y_art, weights, mask, backgrounds, subjects, batch_size,
+            mixup_alpha, rng, fields):
+    """Yield one epoch of augmented, mixed-up batches (x, {p_bad, artifacts}, weights)."""
+    order = rng.permutation(indices)
+    for start in range(0, len(order) - batch_size + 1, batch_size):
+        idx = order[start:start + batch_size]
+        x = np.stack([augment(volumes[i], mask, backgrounds.get(subjects[i]), rng, fields) for i in idx])
+        yb, ya, w = y_bad[idx], y_art[idx], weights[idx]
+        if mixup_alpha > 0:
+            lam = rng.beta(mixup_alpha, mixup_alpha, size=len(idx)).astype(np.float32)
+            perm = rng.permutation(len(idx))
+            x = lam[:, None, None, None] * x + (1 - lam[:, None, None, None]) * x[perm]
+            yb = lam * yb + (1 - lam) * yb[perm]
+            ya = lam[:, None] * ya + (1 - lam[:, None]) * ya[perm]
+            w = lam * w + (1 - lam) * w[perm]
+        yield x[..., None], {"p_bad": yb[:, None], "artifacts": ya}, w
+
+
+# --------------------------------------------------------------------------- training
+def _targets(rows, artifacts):
+    y_bad = np.array([MILD_LABEL if r["severity"] == "mild" else float(r["label"]) for r in rows], np.float32)
+    y_art = np.zeros((len(rows), len(artifacts)), np.float32)
+    for i, r in enumerate(rows):
+        if r["artifact"] in artifacts:
+            y_art[i, artifacts.index(r["artifact"])] = 1.0
+    return y_bad, y_art
+
+
+def _fold_split(rows, folds, seed):
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    subjects = np.array([r["subject"] for r in rows])
+    n_subjects = len(set(subjects))
+    if n_subjects < folds:
+        raise ValueError(f"{n_subjects} subjects cannot fill {folds} folds; use --folds {max(2, n_subjects)} or fewer")
+    strata = np.array([0 if float(r["label"]) == 0 else 1 for r in rows])
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(rows)), strata, groups=subjects))
+
+
+def mc_predict(model, x, mc_samples, batch_size=8):
+    """Mean MC-dropout prediction of one model over ``mc_samples`` passes: (p_bad, artifacts)."""
+    p_bad, p_art = [], []
+    for _ in range(mc_samples):
+        out = model.predict(x[..., None], batch_size=batch_size, verbose=0)
+        p_bad.append(np.asarray(out["p_bad"])[:, 0])
+        p_art.append(np.asarray(out["artifacts"]))
+    return np.mean(p_bad, axis=0), np.mean(p_art, axis=0)
+
+
+class _Progress:
+    """Keras callback: log each epoch and checkpoint (model + epoch number) for resuming."""
+
+    def __new__(cls, *args, **kwargs):
+        import keras
+
+        class Progress(keras.callbacks.Callback):
+            def __init__(self, fold, folds, epochs, ckpt_path, state_path, started):
+                super().__init__()
+                self.fold, self.folds, self.epochs = fold, folds, epochs
+                self.ckpt_path, self.state_path, self.started = ckpt_path, state_path, started
+
+            def on_epoch_end(self, epoch, logs=None):
+                logs = logs or {}
+                shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(logs.items())
+                                  if k in ("loss", "val_loss", "p_bad_loss", "val_p_bad_loss"))
+                LOGGER.info("fold %d/%d epoch %d/%d: %s (%.0f s)", self.fold + 1, self.folds, epoch + 1,
+                            self.epochs, shown, time.time() - self.started)
+                tmp = self.ckpt_path.with_name("tmp_" + self.ckpt_path.name)
+                self.model.save(tmp)
+                os.replace(tmp, self.ckpt_path)
+                state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
+                history = state.get("history", [])
+                history.append({k: float(v) for k, v in logs.items()})
+                write_json_atomic(self.state_path, {"epoch": epoch + 1, "history": history})
+
+        return Progress(*args, **kwargs)
+
+
+def _plot_curves(histories, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+    for fold, history in histories.items():
+        epochs = np.arange(1, len(history) + 1)
+        for j, key in enumerate(("p_bad_loss", "artifacts_loss")):
+            ax[j].plot(epochs, [h.get(key, np.nan) for h in history], label=f"fold {fold} train")
+            ax[j].plot(epochs, [h.get("val_" + key, np.nan) for h in history], "--", label=f"fold {fold} val")
+    for j, title in enumerate(("p_bad loss", "artifact loss")):
+        ax[j].set_title(title)
+        ax[j].set_xlabel("epoch")
+    ax[0].legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    tmp = Path(path).with_name("tmp_" + Path(path).name)
+    fig.savefig(tmp, dpi=80, format="png")
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def read_labels(labels_tsv):
+    """Scans from a ratings TSV: columns source_file, rating (good/bad), optional artifact and
+    subject. Relative source_file paths are relative to the TSV's folder."""
+    scans = []
+    base = Path(labels_tsv).resolve().parent
+    with open(labels_tsv, newline="") as handle:
+        for line, row in enumerate(csv.DictReader(handle, delimiter="\t"), start=2):
+            if "source_file" not in row or "rating" not in row:
+                raise ValueError(f"{labels_tsv}: needs columns source_file and rating")
+            rating = row["rating"].strip().lower()
+            if rating not in ("good", "bad"):
+                raise ValueError(f"{labels_tsv}:{line}: rating {row['rating']!r} is not good or bad")
+            path = Path(row["source_file"])
+            path = path if path.is_absolute() else base / path
+            subject = (row.get("subject") or "").strip() or path.name.split("_")[0]
+            scans.append({"source_file": str(path), "subject": subject, "label": rating,
+                          "artifact": (row.get("artifact") or "").strip() or None})
+    if not scans:
+        raise ValueError(f"{labels_tsv}: no rated scans")
+    return scans
+
+
+def scans_from_folder(folder):
+    """Every NIfTI under ``folder`` as a presumed-good scan (its subject from sub-<label>)."""
+    scans = []
+    for path in sorted(Path(folder).rglob("*.nii*")):
+        subject = next((p for p in path.name.split("_") if p.startswith("sub-")), path.name.split(".")[0])
+        scans.append({"source_file": str(path), "subject": subject, "label": "good"})
+    if not scans:
+        raise ValueError(f"{folder}: no NIfTI files found")
+    return scans
+
+
+def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", folds=10, epochs=8,
+                   batch_size=8, mixup_alpha=0.3, loss="bce", learning_rate=1e-3, init_from=None,
+                   n_clean_variants=2, seed=0, nprocs=2, mc_samples=4, levels=4, base_filters=16,
+                   dropout=0.2, dense_dropout=0.1, spacing_mm=DEFAULT_SPACING_MM, grid_shape=DEFAULT_SHAPE,
+                   holdout=None):
+    """Train a ``folds``-fold ensemble on ``scans``; write it to ``out_dir``; return its card."""
+    import keras
+    import tensorflow as tf
+
+    from ..preprocessing.templates import get_template
+    from .losses import get_loss
+    from .network import build_network
+
+    started = time.time()
+    out_dir, cache_dir = Path(out_dir), Path(cache_dir)
+    work = out_dir / "checkpoints"
+    work.mkdir(parents=True, exist_ok=True)
+    artifacts = list(ARTIFACTS)
+    template = get_template(template_id, allow_fallback=False)
+    if init_from:
+        init_card = read_card(init_from)
+        grid_shape = tuple(init_card["input"]["shape"])
+        grid_affine = np.asarray(init_card["input"]["affine"])
+        mask = np.asarray(nib.load(Path(init_from) / init_card["input"]["mask_file"]).dataobj) > 0
+        artifacts = list(init_card["artifacts"])
+    else:
+        grid_affine = make_grid(template, spacing_mm, grid_shape)
+        mask = make_input_mask(template, grid_shape, grid_affine)
+    mask_tmp = out_dir / f"tmp_{MASK_NAME}"
+    nib.save(nib.Nifti1Image(mask.astype(np.uint8), grid_affine), mask_tmp)
+    os.replace(mask_tmp, out_dir / MASK_NAME)
+
+    rows, errors = build_dataset(scans, cache_dir, template_id, grid_shape, grid_affine, mask,
+                                 n_clean_variants=n_clean_variants, seed=seed, nprocs=nprocs)
+    if errors:
+        LOGGER.warning("dataset: %d volumes failed and are left out", len(errors))
+    manifest_sha = file_checksum(cache_dir / "manifest.tsv")
+    volumes = load_volumes(cache_dir, rows)
+    y_bad, y_art = _targets(rows, artifacts)
+    is_bad = (y_bad > 0).astype(int)
+    n_bad, n_clean = int(is_bad.sum()), int((1 - is_bad).sum())
+    weights = np.where(is_bad == 1, 1.0, n_bad / max(1, n_clean)).astype(np.float32)
+    subjects = [r["subject"] for r in rows]
+    backgrounds = background_maps(rows, volumes, mask)
+    LOGGER.info("training set: %d volumes (%d clean, %d bad) from %d subjects; grid %s",
+                len(rows), n_clean, n_bad, len(set(subjects)), grid_shape)
+    splits = _fold_split(rows, folds, seed)
+    rng_fields = np.random.default_rng(seed)
+    fields = smooth_fields(grid_shape, 8, rng_fields)
+    val_x_all = np.stack([zscore(v.astype(np.float32), mask) for v in volumes])
+
+    oof_bad = np.full(len(rows), np.nan, np.float32)
+    oof_art = np.full((len(rows), len(artifacts)), np.nan, np.float32)
+    fold_files, fold_metrics, histories = [], [], {}
+    for fold, (train_idx, val_idx) in enumerate(splits):
+        final = out_dir / f"fold_{fold:02d}.keras"
+        ckpt = work / f"fold_{fold:02d}.keras"
+        state_path = work / f"fold_{fold:02d}.json"
+        state = json.loads(state_path.read_text()) if state_path.exists() else {"epoch": 0, "history": []}
+        keras.utils.set_random_seed(seed + fold)
+        if final.exists() and state.get("done"):
+            LOGGER.info("fold %d/%d: already trained, loading %s", fold + 1, folds, final.name)
+            model = keras.models.load_model(final, compile=False, safe_mode=True)
+        else:
+            if ckpt.exists() and state["epoch"] > 0:
+                LOGGER.info("fold %d/%d: resuming after epoch %d", fold + 1, folds, state["epoch"])
+                model = keras.models.load_model(ckpt, compile=False, safe_mode=True)
+            elif init_from:
+                src = Path(init_from) / init_card["folds"][fold % len(init_card["folds"])]
+                LOGGER.info("fold %d/%d: fine-tuning from %s", fold + 1, folds, src)
+                model = keras.models.load_model(src, compile=False, safe_mode=True)
+            else:
+                model = build_network(grid_shape, len(artifacts), levels=levels, base_filters=base_filters,
+                                      dropout=dropout, dense_dropout=dense_dropout)
+            model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                          loss={"p_bad": get_loss(loss), "artifacts": keras.losses.BinaryCrossentropy()},
+                          loss_weights={"p_bad": 1.0, "artifacts": 0.5})
+            rng = np.random.default_rng(seed * 1000 + fold * 100 + state["epoch"])
+            steps = len(train_idx) // batch_size
+
+            def generator(rng=rng, train_idx=train_idx):
+                while True:
+                    yield from batches(train_idx, volumes, y_bad, y_art, weights, mask, backgrounds,
+                                       subjects, batch_size, mixup_alpha, rng, fields)
+
+            signature = (tf.TensorSpec((batch_size,) + tuple(grid_shape) + (1,), tf.float32),
+                         {"p_bad": tf.TensorSpec((batch_size, 1), tf.float32),
+                          "artifacts": tf.TensorSpec((batch_size, len(artifacts)), tf.float32)},
+                         tf.TensorSpec((batch_size,), tf.float32))
+            dataset = tf.data.Dataset.from_generator(generator, output_signature=signature).prefetch(2)
+            val = (val_x_all[val_idx][..., None],
+                   {"p_bad": np.minimum(y_bad[val_idx], 1)[:, None], "artifacts": y_art[val_idx]})
+            if state["epoch"] < epochs:
+                model.fit(dataset, epochs=epochs, initial_epoch=state["epoch"], steps_per_epoch=steps,
+                          validation_data=val, validation_batch_size=batch_size, verbose=0,
+                          callbacks=[_Progress(fold, folds, epochs, ckpt, state_path, started)])
+            tmp = out_dir / f"tmp_fold_{fold:02d}.keras"
+            model.save(tmp)
+            os.replace(tmp, final)
+            state = json.loads(state_path.read_text()) if state_path.exists() else {"history": []}
+            state["done"] = True
+            write_json_atomic(state_path, state)
+        histories[fold] = state.get("history", [])
+        p_bad, p_art = mc_predict(model, val_x_all[val_idx], mc_samples)
+        oof_bad[val_idx], oof_art[val_idx] = p_bad, p_art
+        metrics = binary_metrics(is_bad[val_idx], p_bad)
+        metrics["fold"] = fold
+        metrics["subjects"] = sorted({subjects[i] for i in val_idx})
+        fold_metrics.append(metrics)
+        fold_files.append(final.name)
+        LOGGER.info("fold %d/%d held-out: AUC %.3f, accuracy %.3f, sensitivity %.3f, specificity %.3f",
+                    fold + 1, folds, metrics["auc"], metrics["accuracy"], metrics["sensitivity"],
+                    metrics["specificity"])
+        keras.backend.clear_session()
+
+    threshold = choose_threshold(is_bad, oof_bad)
+    pooled = binary_metrics(is_bad, oof_bad, threshold)
+    severe = np.array([r["severity"] == "severe" for r in rows])
+    art_idx = np.array([artifacts.index(r["artifact"]) if r["artifact"] in artifacts else -1 for r in rows])
+    if severe.any():
+        pooled["artifact_top1_severe"] = round(float((oof_art[severe].argmax(axis=1) == art_idx[severe]).mean()), 4)
+    _plot_curves(histories, out_dir / "training_curves.png")
+    oof_path = out_dir / "cv_predictions.tsv"
+    with open(oof_path.with_suffix(".tmp"), "w", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t")
+        writer.writerow(["subject", "variant", "artifact", "severity", "label", "p_bad"])
+        for r, p in zip(rows, oof_bad):
+            writer.writerow([r["subject"], r["variant"], r["artifact"], r["severity"], r["label"], f"{p:.4f}"])
+    os.replace(oof_path.with_suffix(".tmp"), oof_path)
+
+    model_id = "bidsqc-" + hashlib.sha1("".join(
+        file_checksum(out_dir / f) for f in fold_files).encode()).hexdigest()[:12]
+    card = {
+        "model_id": model_id,
+        "bidsqc_version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "input": {"shape": list(grid_shape), "spacing_mm": float(grid_affine[0, 0]),
+                  "affine": np.asarray(grid_affine).round(4).tolist(), "template": template_id,
+                  "space": f"{template_id} world coordinates (mm)",
+                  "normalisation": "zscore inside the input mask, zero outside",
+                  "mask_file": MASK_NAME, "registration": "affine (SimpleITK, Mattes MI)"},
+        "artifacts": artifacts,
+        "folds": fold_files,
+        "mc_samples": int(mc_samples),
+        "decision": {"threshold": threshold,
+                     "uncertain_band": [round(max(0.0, threshold - UNCERTAIN_HALF_WIDTH), 3),
+                                        round(min(1.0, threshold + UNCERTAIN_HALF_WIDTH), 3)],
+                     "rule": "fail if p_bad >= threshold, pass below; uncertain inside the band",
+                     "threshold_choice": "best balanced accuracy with specificity >= 0.95 on out-of-fold predictions"},
+        "architecture": {"levels": levels, "base_filters": base_filters, "dropout": dropout,
+                         "dense_units": [256, 64], "dense_dropout": dense_dropout,
+                         "heads": {"p_bad": "sigmoid", "artifacts": "sigmoid per artifact type"}},
+        "training": {"folds": folds, "epochs": epochs, "batch_size": batch_size, "loss": loss,
+                     "mixup_alpha": mixup_alpha, "learning_rate": learning_rate, "seed": seed,
+                     "mild_label": MILD_LABEL, "n_clean_variants": n_clean_variants,
+                     "n_volumes": len(rows), "n_clean": n_clean, "n_bad": n_bad,
+                     "n_subjects": len(set(subjects)), "dataset_manifest_sha256": manifest_sha,
+                     "dataset_errors": errors, "init_from": str(init_from) if init_from else None,
+                     "holdout": holdout, "seconds": round(time.time() - started, 1)},
+        "metrics": {"per_fold": fold_metrics, "pooled": pooled},
+        "library_versions": _versions(),
+    }
+    write_json_atomic(out_dir / CARD_NAME, card)
+    shutil.rmtree(work, ignore_errors=True)
+    LOGGER.info("ensemble %s written to %s: pooled CV AUC %.3f, accuracy %.3f (threshold %.2f) in %.0f s",
+                model_id, out_dir, pooled["auc"], pooled["accuracy"], threshold, time.time() - started)
+    return card
+
+
+def _versions():
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for name in ("tensorflow-cpu", "tensorflow", "keras", "numpy", "nibabel", "SimpleITK", "scikit-learn",
+                 "scipy"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            continue
+    return out

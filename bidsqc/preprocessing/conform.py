@@ -1,0 +1,99 @@
+"""Load a T1w file and bring it into a checked, RAS-oriented 3D float32 image."""
+
+import logging
+from dataclasses import dataclass, field
+
+import nibabel as nib
+import numpy as np
+
+LOGGER = logging.getLogger("bidsqc")
+
+
+class ConformError(ValueError):
+    """The image cannot be quality-controlled (2D, empty, all-zero, non-finite, unreadable)."""
+
+
+@dataclass
+class ConformInfo:
+    """What conform recorded about the input image."""
+
+    voxel_size_mm: tuple
+    dims: tuple
+    oblique: bool
+    n_volumes: int = 1
+    warnings: list = field(default_factory=list)
+
+    def as_dict(self):
+        return {
+            "voxel_size_mm": "x".join(f"{v:.3g}" for v in self.voxel_size_mm),
+            "dims": "x".join(str(int(d)) for d in self.dims),
+            "oblique": bool(self.oblique),
+            "n_volumes": int(self.n_volumes),
+            "warnings": list(self.warnings),
+        }
+
+
+def load_image(t1w_file):
+    """Load a NIfTI file; any read failure becomes a one-line ConformError naming the file."""
+    try:
+        img = nib.load(str(t1w_file))
+        # Touch the header shape so that truncated headers fail here, not later.
+        _ = img.shape
+        return img
+    except Exception as exc:  # nibabel raises many exception types for broken files
+        raise ConformError(f"{t1w_file}: cannot read image ({exc.__class__.__name__}: {exc})") from exc
+
+
+def conform(img, name="image", volume=0):
+    """Return (RAS-oriented 3D float32 image, ConformInfo).
+
+    4D input uses ``volume`` (the first by default) with a warning. 2D, empty,
+    all-zero and non-finite images raise ConformError with a message naming ``name``.
+    """
+    shape = img.shape
+    warnings = []
+    n_volumes = 1
+    if len(shape) < 3:
+        raise ConformError(f"{name}: {len(shape)}D image with shape {shape}; a 3D T1w volume is needed")
+    if len(shape) > 3:
+        extra = int(np.prod(shape[3:]))
+        n_volumes = extra
+        if extra > 1:
+            msg = (f"{name}: 4D image with {extra} volumes; using volume {volume} "
+                   "(pass --t1w-volume to choose)")
+            LOGGER.warning(msg)
+            warnings.append(msg)
+        if volume >= extra:
+            raise ConformError(f"{name}: volume {volume} requested but the image has {extra}")
+        img = img.slicer[..., volume] if len(shape) == 4 else nib.Nifti1Image(
+            np.asanyarray(img.dataobj).reshape(shape[:3] + (extra,))[..., volume], img.affine, img.header)
+    dims = tuple(int(d) for d in img.shape[:3])
+    if min(dims) < 2:
+        raise ConformError(f"{name}: 2D image with shape {dims}; a 3D T1w volume is needed")
+    if min(dims) < 8:
+        raise ConformError(f"{name}: only {min(dims)} voxels along one axis (shape {dims}); a 3D T1w volume is needed")
+    try:
+        data = np.asanyarray(img.dataobj, dtype=np.float32)
+    except Exception as exc:
+        raise ConformError(f"{name}: cannot read voxel data ({exc.__class__.__name__}: {exc})") from exc
+    if data.size == 0:
+        raise ConformError(f"{name}: empty image")
+    finite = np.isfinite(data)
+    if not finite.all():
+        raise ConformError(f"{name}: {int((~finite).sum())} non-finite voxels (NaN or Inf); fix or re-export the image")
+    if not np.any(data):
+        raise ConformError(f"{name}: all voxels are zero")
+    if float(data.max() - data.min()) <= 0:
+        raise ConformError(f"{name}: constant image (every voxel is {data.flat[0]:g})")
+    affine = img.affine
+    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-6:
+        raise ConformError(f"{name}: invalid affine (singular or non-finite voxel-to-world matrix)")
+    zooms = tuple(float(z) for z in np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
+    oblique = bool(nib.affines.obliquity(affine).max() > 1e-3)
+    hdr = nib.Nifti1Header()
+    hdr.set_xyzt_units("mm")
+    native = nib.Nifti1Image(data, affine, hdr)
+    ras = nib.as_closest_canonical(native)
+    ras = nib.Nifti1Image(np.asarray(ras.dataobj, dtype=np.float32), ras.affine, hdr)
+    return ras, ConformInfo(voxel_size_mm=zooms, dims=dims, oblique=oblique,
+                            n_volumes=n_volumes, warnings=warnings)

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Train the shipped default ensemble (bidsqc/data/ensemble) from ../shared/data.
+# About 80 minutes on 2 CPU cores: run it in the background, e.g.
+#   nohup bash scripts/train_shipped_ensemble.sh > build/train.log 2>&1 &
+# The training-set cache (build/cache) and per-epoch checkpoints make a rerun resume.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${BIDSQC_DATA:-../shared/data}
+export TEMPLATEFLOW_HOME=${TEMPLATEFLOW_HOME:-$PWD/build/templateflow}
+if [ ! -d "$TEMPLATEFLOW_HOME/tpl-MNI152NLin6Asym" ] && [ -d ../shared/templateflow ]; then
+    mkdir -p "$TEMPLATEFLOW_HOME" && cp -r ../shared/templateflow/. "$TEMPLATEFLOW_HOME/" && chmod -R u+w "$TEMPLATEFLOW_HOME"
+fi
+python benchmarks/make_split.py "$DATA" build/split --holdout-fraction 0.2 --seed 0
+bidsqc-train --labels build/split/train.tsv --holdout build/split/holdout.tsv \
+    --out bidsqc/data/ensemble --cache build/cache --template MNI152NLin6Asym \
+    --folds 5 --epochs 10 --batch-size 8 --clean-variants 2 --mc-samples 4 --seed 0 --nprocs 2
