@@ -4,6 +4,6 @@
 sampler and applies the deterministic function, in native space, as in acquisition.
 """
 
-from .simulate import ARTIFACTS, SEVERITIES, apply_artifact, sample_params, simulate
+from .simulators import ARTIFACTS, SEVERITIES, apply_artifact, sample_params, simulate
 
 __all__ = ["ARTIFACTS", "SEVERITIES", "apply_artifact", "sample_params", "simulate"]

@@ -40,7 +40,7 @@ def build_demo_dataset(bids_dir, seed=0):
     from nilearn import datasets
 
     from ..artifacts import simulate
-    from ..artifacts.simulate import apply_artifact, sample_clean_variation
+    from ..artifacts.simulators import apply_artifact, sample_clean_variation
 
     rng = np.random.default_rng(seed)
     bids_dir = Path(bids_dir)

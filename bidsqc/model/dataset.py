@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import ARTIFACTS, apply_artifact, sample_params
-from ..artifacts.simulate import sample_clean_variation
+from ..artifacts.simulators import sample_clean_variation
 
 LOGGER = logging.getLogger("bidsqc")
 

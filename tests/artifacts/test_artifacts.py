@@ -1,0 +1,194 @@
+"""Artifact functions: deterministic for fixed parameters and change the image as expected;
+samplers stay in their documented ranges."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from bidsqc.artifacts import ARTIFACTS, SEVERITIES, apply_artifact, sample_params, simulate
+from bidsqc.artifacts import simulators as sim
+
+
+def phantom(shape=(40, 48, 36)):
+    """A bright ellipsoid 'head' with an inner darker 'brain' structure, zero background."""
+    grid = np.indices(shape).astype(np.float32)
+    centre = (np.array(shape) - 1) / 2
+    r = np.sqrt(sum(((grid[i] - centre[i]) / (0.35 * shape[i])) ** 2 for i in range(3)))
+    data = np.where(r < 1, 100.0, 0.0).astype(np.float32)
+    data[(r < 0.5)] = 60.0
+    return data
+
+
+def image(data=None):
+    data = phantom() if data is None else data
+    return nib.Nifti1Image(data, np.diag([1.0, 1.0, 1.0, 1.0]))
+
+
+@pytest.mark.parametrize("artifact", ARTIFACTS)
+def test_deterministic_for_fixed_parameters(artifact):
+    img = image()
+    params = sample_params(artifact, "severe", np.random.default_rng(5), np.asarray(img.dataobj), (1, 1, 1))
+    json.dumps(params)  # parameters are plain JSON values (they go into manifests)
+    a = np.asarray(apply_artifact(img, artifact, params).dataobj)
+    b = np.asarray(apply_artifact(img, artifact, params).dataobj)
+    assert np.array_equal(a, b)
+    assert not np.allclose(a, np.asarray(img.dataobj)[tuple(slice(0, s) for s in a.shape)])
+
+
+def test_ghosting_puts_energy_at_the_half_fov_shift():
+    data = np.zeros((32, 64, 32), np.float32)
+    data[12:20, 24:40, 12:20] = 100  # object in the central half along axis 1
+    out = sim.ghosting(data, axis=1, period=2, intensity=0.5)
+    ghost_region = np.r_[0:16, 48:64]  # the object shifted by n/2 = 32 along axis 1
+    ghost = out[12:20, ghost_region, 12:20].mean()
+    elsewhere = out[0:8, :, 0:8].mean()
+    assert ghost > 10 and ghost > 20 * max(elsewhere, 1e-3)
+    assert np.array_equal(out, sim.ghosting(data, axis=1, period=2, intensity=0.5))
+
+
+def test_wraparound_moves_signal_to_the_opposite_edge():
+    data = np.zeros((20, 60, 20), np.float32)
+    data[5:15, 5:55, 5:15] = 1.0
+    data[5:15, 50:55, 5:15] = 7.0  # a marked slab near the high edge
+    out, start = sim.wraparound(data, axis=1, fov_fraction=0.6)
+    assert out.shape[1] == 30
+    # the marked slab (outside the FOV at the high end) folds onto the low edge of the FOV
+    low_edge = out[5:15, : 55 - (start + 30), 5:15]
+    assert low_edge.max() >= 7.0
+    assert np.isclose(out.sum(), data.sum())  # aliasing adds, it does not lose signal
+
+
+def test_missing_coverage_zeroes_a_slab():
+    data = phantom()
+    out = sim.missing_coverage(data, axis=2, side="high", fraction=0.3)
+    low, high = sim.foreground_bbox(data)[2]
+    cut = int(round(0.3 * (high - low + 1)))
+    assert np.all(out[:, :, high - cut + 1:] == 0)
+    assert np.array_equal(out[:, :, :high - cut + 1], data[:, :, :high - cut + 1])
+
+
+def test_noise_is_rician_with_the_requested_level():
+    data = phantom()
+    out = sim.noise(data, sigma=0.1, seed=3)
+    level = 0.1 * sim.foreground_mean(data)
+    background = out[data == 0]
+    assert abs(background.mean() - level * np.sqrt(np.pi / 2)) < 0.05 * level
+    assert np.all(out >= 0)
+
+
+def test_bias_multiplies_by_a_smooth_field():
+    data = phantom()
+    n = sim.n_bias_coefficients(3)
+    assert np.array_equal(sim.bias(data, [0.0] * n), data)
+    coefficients = [0.0] * n
+    coefficients[1] = 0.5  # linear along the last axis
+    out = sim.bias(data, coefficients)
+    inside = data > 0
+    z = np.broadcast_to(np.linspace(-1, 1, data.shape[2]), data.shape)
+    assert np.allclose(out[inside] / data[inside], np.exp(0.5 * z[inside]), rtol=1e-5)
+
+
+def test_thick_slices_are_constant_within_a_slab():
+    data = np.random.default_rng(0).random((10, 12, 30)).astype(np.float32)
+    out = sim.thick_slices(data, (1.0, 1.0, 1.0), axis=2, thickness_mm=5.0)
+    for start in range(0, 25, 5):
+        block = out[:, :, start:start + 5]
+        assert np.allclose(block, block[:, :, :1])
+
+
+def test_gibbs_rings_at_edges():
+    data = np.zeros((64, 16, 16), np.float32)
+    data[16:48] = 100
+    out = sim.gibbs(data, axes=[0], keep_fraction=0.25)
+    assert out.max() > 105  # overshoot next to the edge
+    assert out[30:34].mean() == pytest.approx(100, rel=0.1)
+
+
+def test_spike_adds_a_single_frequency_pattern():
+    data = np.full((16, 48, 16), 100.0, np.float32)
+    out = sim.spike(data, positions=[[0.0, 0.25, 0.0]], intensity=0.3)
+    diff = out - data
+    assert np.abs(diff).max() > 20  # a 30% stripe pattern
+    spectrum = np.abs(np.fft.fft(diff.mean(axis=(0, 2))))
+    peak = int(np.argmax(spectrum[1:len(spectrum) // 2])) + 1
+    assert peak == 12  # 0.25 * 48 cycles along axis 1
+
+
+def test_motion_without_moves_after_the_scan_is_identity_and_moves_change_it():
+    data = phantom()
+    same = sim.motion(data, (1, 1, 1), axis=1, times=[1.0], rotations_deg=[[5, 0, 0]],
+                      translations_mm=[[0, 4, 0]])
+    assert np.allclose(same, data, atol=1e-3)
+    moved = sim.motion(data, (1, 1, 1), axis=1, times=[0.4], rotations_deg=[[5, 0, 0]],
+                       translations_mm=[[0, 4, 0]])
+    assert np.abs(moved - data).mean() > 1.0
+
+
+def test_bad_slices_dropout_and_swap():
+    data = np.random.default_rng(1).random((8, 8, 20)).astype(np.float32)
+    out = sim.bad_slices(data, axis=2, starts=[4], width=3, scale=0.0, mode="dropout")
+    assert np.all(out[:, :, 4:7] == 0) and np.array_equal(out[:, :, 7:], data[:, :, 7:])
+    swapped = sim.bad_slices(data, axis=2, starts=[2, 12], width=2, scale=1.0, mode="swap")
+    assert np.array_equal(swapped[:, :, 2:4], data[:, :, 12:14])
+    assert np.array_equal(swapped[:, :, 12:14], data[:, :, 2:4])
+
+
+@pytest.mark.parametrize("artifact", ARTIFACTS)
+@pytest.mark.parametrize("severity", SEVERITIES)
+def test_samplers_stay_in_documented_ranges(artifact, severity):
+    data = phantom()
+    rng = np.random.default_rng(11)
+    ranges = sim.RANGES[artifact]
+    for _ in range(30):
+        p = sample_params(artifact, severity, rng, data, (1.0, 1.0, 1.0))
+        if artifact == "motion":
+            lo, hi = ranges["n_moves"][severity]
+            assert lo <= len(p["times"]) <= hi
+            for rot, trans in zip(p["rotations_deg"], p["translations_mm"]):
+                assert np.abs(rot).max() <= ranges["rotation_deg"][severity][1] + 1e-6
+                assert np.abs(trans).max() <= ranges["translation_mm"][severity][1] + 1e-6
+        elif artifact == "bias":
+            amplitude = ranges["amplitude"][severity][1]
+            assert max(abs(c) for c in p["coefficients"]) <= amplitude + 1e-6
+        elif artifact == "bad_slices":
+            assert ranges["scale"][severity][0] <= p["scale"] <= ranges["scale"][severity][1]
+            assert p["mode"] in ("dropout", "swap")
+        elif artifact == "spike":
+            assert ranges["intensity"][severity][0] <= p["intensity"] <= ranges["intensity"][severity][1]
+        else:
+            name = {"ghosting": "intensity", "noise": "sigma", "thick_slices": "thickness_mm",
+                    "wraparound": "fov_fraction", "gibbs": "keep_fraction",
+                    "missing_coverage": "fraction"}[artifact]
+            lo, hi = ranges[name][severity]
+            assert lo - 1e-3 <= p[name] <= hi + 1e-3
+
+
+def test_severe_ranges_are_beyond_mild_ones():
+    for artifact, params in sim.RANGES.items():
+        for name, by_severity in params.items():
+            if name in ("period", "n_spikes", "scale"):
+                continue
+            mild, severe = by_severity["mild"], by_severity["severe"]
+            if name in ("fov_fraction", "keep_fraction"):  # smaller is worse
+                assert severe[1] <= mild[0], (artifact, name)
+            else:
+                assert severe[0] >= mild[0] and severe[1] > mild[1], (artifact, name)
+
+
+def test_unknown_artifact_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown artifact 'blur'"):
+        simulate(image(), "blur", "severe", np.random.default_rng(0))
+
+
+def test_simulate_cli_writes_a_corrupted_image(tmp_path, stripped_t1w):
+    from bidsqc.cli.simulate import main
+
+    out = tmp_path / "motion.nii.gz"
+    assert main([str(stripped_t1w), str(out), "--artifact", "missing_coverage", "--severity", "severe",
+                 "--seed", "3"]) == 0
+    corrupted = np.asarray(nib.load(out).dataobj)
+    original = np.asarray(nib.as_closest_canonical(nib.load(stripped_t1w)).dataobj)
+    assert corrupted.shape == original.shape
+    assert (corrupted == 0).sum() > (original == 0).sum()
