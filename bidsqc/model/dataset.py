@@ -33,10 +33,12 @@ def file_checksum(path, chunk=1 << 20):
     return digest.hexdigest()
 
 
-def plan_variants(scans, n_clean_variants=2, severities=("mild", "severe"), p_severe=0.6, seed=0):
+def plan_variants(scans, n_clean_variants=2, severities=("mild", "severe"), p_severe=0.6, seed=0,
+                  every_severity=False):
     """One job per training volume: each good scan as is, ``n_clean_variants`` clean
-    variations and one simulated version per artifact (severity drawn, P(severe)=p_severe);
-    scans rated bad by a user enter as they are. Returns a list of job dicts."""
+    variations and one simulated version per artifact (severity drawn, P(severe)=p_severe;
+    with ``every_severity`` one per artifact and severity); scans rated bad by a user
+    enter as they are. Returns a list of job dicts."""
     rng = np.random.default_rng(seed)
     jobs = []
     for scan in scans:
@@ -50,9 +52,11 @@ def plan_variants(scans, n_clean_variants=2, severities=("mild", "severe"), p_se
             jobs.append(dict(base, variant=f"clean{i}", artifact="clean", severity="none", label=0.0,
                              seed=int(rng.integers(2 ** 31))))
         for artifact in ARTIFACTS:
-            severity = severities[-1] if rng.random() < p_severe else severities[0]
-            jobs.append(dict(base, variant=artifact, artifact=artifact, severity=severity,
-                             label=1.0, seed=int(rng.integers(2 ** 31))))
+            drawn = severities[-1] if rng.random() < p_severe else severities[0]
+            for severity in (severities if every_severity else (drawn,)):
+                jobs.append(dict(base, variant=f"{artifact}-{severity}" if every_severity else artifact,
+                                 artifact=artifact, severity=severity, label=1.0,
+                                 seed=int(rng.integers(2 ** 31))))
     return jobs
 
 
@@ -100,13 +104,14 @@ def _run_job(job, cache_dir):
 
 
 def build_dataset(scans, cache_dir, template_id, grid_shape, grid_affine, input_mask,
-                  n_clean_variants=2, seed=0, nprocs=2, p_severe=0.6):
+                  n_clean_variants=2, seed=0, nprocs=2, p_severe=0.6, every_severity=False):
     """Build (or resume) the cached training set for ``scans`` (dicts with subject,
     source_file and optional label/artifact); returns the manifest rows."""
     cache_dir = Path(cache_dir)
     (cache_dir / "volumes").mkdir(parents=True, exist_ok=True)
     checksums = {}
-    jobs = plan_variants(scans, n_clean_variants=n_clean_variants, seed=seed, p_severe=p_severe)
+    jobs = plan_variants(scans, n_clean_variants=n_clean_variants, seed=seed, p_severe=p_severe,
+                         every_severity=every_severity)
     for job in jobs:
         src = job["source_file"]
         if src not in checksums:

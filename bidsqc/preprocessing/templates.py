@@ -75,7 +75,7 @@ def get_template(template_id="MNI152NLin2009cAsym", allow_fallback=True, use_shi
         return Template(template_id, nib.load(t1w_path), nib.load(mask_path),
                         source=f"TemplateFlow ({t1w_path})")
     except Exception as exc:  # offline, empty cache, network errors, unknown id
-        reason = f"{exc.__class__.__name__}: {exc}".splitlines()[0][:300]
+        reason = f"{exc.__class__.__name__}: {exc}".splitlines()[0][:120]
         if template_id == SHIPPED_ID and use_shipped:
             try:
                 return shipped_template()

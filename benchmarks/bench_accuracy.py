@@ -1,0 +1,183 @@
+"""Accuracy of an ensemble on scans it never saw, with freshly simulated artifacts.
+
+Held-out scans come from ``build/split/holdout.tsv`` (``benchmarks/make_split.py``;
+the shipped ensemble's model card records the same list). Each clean held-out scan
+is rated as is and with every artifact at both severities, drawn with a seed the
+training never used, through the same preprocessing as the application. Prints:
+AUC clean-vs-severe and clean-vs-mild, the share of clean scans failed, per-artifact
+top-1 accuracy on severe scans, seconds per volume for the whole ensemble with the
+default MC samples, and, separately, the fail rate on clean raw heads from unseen
+scanners (with their severe artifacts) and the ratings of the questionable scans.
+
+    python benchmarks/bench_accuracy.py [--model DIR] [--holdout build/split/holdout.tsv]
+        [--update-card]   # also store the figures in the model card's "benchmark" field
+"""
+
+import argparse
+import csv
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bidsqc.artifacts import ARTIFACTS  # noqa: E402
+from bidsqc.model.card import write_json_atomic  # noqa: E402
+from bidsqc.model.dataset import build_dataset, load_volumes  # noqa: E402
+from bidsqc.model.ensemble import DEFAULT_MODEL_DIR, Ensemble  # noqa: E402
+from bidsqc.preprocessing.resample import zscore  # noqa: E402
+
+TARGETS = {"auc_clean_vs_severe": 0.98, "auc_clean_vs_mild": 0.85, "clean_fail_rate": 0.05,
+           "artifact_top1_severe": 0.80, "seconds_per_volume": 3.0}
+
+
+def auc(negatives, positives):
+    from sklearn.metrics import roc_auc_score
+
+    y = np.r_[np.zeros(len(negatives)), np.ones(len(positives))]
+    return float(roc_auc_score(y, np.r_[negatives, positives])) if len(negatives) and len(positives) else np.nan
+
+
+def rate(ensemble, rows, cache_dir):
+    """p_bad, verdict and artifact argmax for every row; also the ensemble seconds per volume."""
+    volumes = load_volumes(cache_dir, rows)
+    results, seconds = [], []
+    for row, volume in zip(rows, volumes):
+        x = zscore(volume.astype(np.float32), ensemble.mask)
+        started = time.perf_counter()
+        res = ensemble.predict(x)
+        seconds.append(time.perf_counter() - started)
+        verdict = res.verdicts(ensemble.threshold, ensemble.uncertain_band)[0]
+        p_art = {a: float(v[0]) for a, v in res.p_artifacts.items()}
+        results.append(dict(row, p_bad=float(res.p_bad[0]), p_bad_std=float(res.p_bad_std[0]), qc=verdict,
+                            top_artifact=max(p_art, key=p_art.get)))
+    return results, seconds
+
+
+def summarise(results, seconds):
+    clean = [r for r in results if r["artifact"] in ("none",)]
+    mild = [r for r in results if r["severity"] == "mild"]
+    severe = [r for r in results if r["severity"] == "severe"]
+    p = lambda rows: np.array([r["p_bad"] for r in rows])  # noqa: E731
+    out = {
+        "n_clean": len(clean), "n_mild": len(mild), "n_severe": len(severe),
+        "auc_clean_vs_severe": round(auc(p(clean), p(severe)), 4),
+        "auc_clean_vs_mild": round(auc(p(clean), p(mild)), 4),
+        "clean_fail_rate": round(float(np.mean([r["qc"] == "fail" for r in clean])), 4) if clean else None,
+        "clean_uncertain_rate": round(float(np.mean([r["qc"] == "uncertain" for r in clean])), 4) if clean else None,
+        "severe_detected_rate": round(float(np.mean([r["qc"] == "fail" for r in severe])), 4) if severe else None,
+        "mild_flagged_rate": round(float(np.mean([r["qc"] != "pass" for r in mild])), 4) if mild else None,
+        "artifact_top1_severe": round(float(np.mean([r["top_artifact"] == r["artifact"] for r in severe])), 4)
+        if severe else None,
+        "per_artifact_top1_severe": {a: round(float(np.mean([r["top_artifact"] == a for r in severe
+                                                             if r["artifact"] == a])), 3)
+                                     for a in ARTIFACTS if any(r["artifact"] == a for r in severe)},
+        "per_artifact_severe_detected": {a: round(float(np.mean([r["qc"] == "fail" for r in severe
+                                                                 if r["artifact"] == a])), 3)
+                                         for a in ARTIFACTS if any(r["artifact"] == a for r in severe)},
+    }
+    if seconds:
+        out["seconds_per_volume"] = round(float(np.median(seconds)), 3)
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
+    parser.add_argument("--holdout", type=Path, default=REPO / "build" / "split" / "holdout.tsv")
+    parser.add_argument("--cache", type=Path, default=REPO / "build" / "bench_cache")
+    parser.add_argument("--seed", type=int, default=2024, help="artifact seed (training used 0)")
+    parser.add_argument("--nprocs", type=int, default=2)
+    parser.add_argument("--update-card", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    ensemble = Ensemble.load(args.model)
+    card = ensemble.card
+    with open(args.holdout, newline="") as handle:
+        holdout = list(csv.DictReader(handle, delimiter="\t"))
+    trained = {h["source_file"] for h in (card["training"].get("holdout") or [])}
+    if trained and trained != {h["source_file"] for h in holdout}:
+        print("warning: this holdout list differs from the one recorded in the model card", file=sys.stderr)
+    groups = {}
+    for row in holdout:
+        groups.setdefault(row["group"], []).append(
+            {"source_file": row["source_file"], "subject": row["subject"], "label": "good"})
+    template_id = card["input"]["template"]
+    grid_shape, grid_affine = ensemble.grid_shape, ensemble.grid_affine
+
+    report = {"model_id": ensemble.model_id, "threshold": ensemble.threshold,
+              "uncertain_band": list(ensemble.uncertain_band), "mc_samples": card.get("mc_samples"),
+              "n_folds": len(ensemble.models), "artifact_seed": args.seed}
+    details = []
+    for group, with_artifacts in (("heldout", True), ("raw_head", True), ("raw_stripped", False),
+                                  ("questionable", False)):
+        scans = groups.get(group, [])
+        if not scans:
+            continue
+        if with_artifacts:
+            rows, errors = build_dataset(scans, args.cache, template_id, grid_shape, grid_affine, ensemble.mask,
+                                         n_clean_variants=0, seed=args.seed, nprocs=args.nprocs,
+                                         every_severity=True)
+        else:
+            rows, errors = build_dataset(scans, args.cache / "clean_only", template_id, grid_shape, grid_affine,
+                                         ensemble.mask, n_clean_variants=0, seed=args.seed, nprocs=args.nprocs,
+                                         every_severity=True)
+            rows = [r for r in rows if r["artifact"] == "none"]
+        cache = args.cache if with_artifacts else args.cache / "clean_only"
+        results, seconds = rate(ensemble, rows, cache)
+        for r in results:
+            r["group"] = group
+        details += results
+        report[group] = summarise(results, seconds)
+        report[group]["n_scans"] = len(scans)
+        report[group]["errors"] = errors
+        clean = [r for r in results if r["artifact"] == "none"]
+        report[group]["clean_scans"] = {Path(r["source_file"]).name: {"p_bad": round(r["p_bad"], 3),
+                                                                      "qc": r["qc"]} for r in clean}
+
+    h = report.get("heldout", {})
+    print(f"\nbidsqc accuracy benchmark: model {ensemble.model_id} ({len(ensemble.models)} folds x "
+          f"{card.get('mc_samples')} MC samples, threshold {ensemble.threshold:.2f})")
+    print(f"held-out subjects: {h.get('n_scans')} clean scans, {h.get('n_mild')} mild, {h.get('n_severe')} severe")
+    lines = [("AUC clean vs severe", h.get("auc_clean_vs_severe"), ">=", TARGETS["auc_clean_vs_severe"]),
+             ("AUC clean vs mild", h.get("auc_clean_vs_mild"), ">=", TARGETS["auc_clean_vs_mild"]),
+             ("clean scans failed", h.get("clean_fail_rate"), "<=", TARGETS["clean_fail_rate"]),
+             ("artifact top-1 on severe", h.get("artifact_top1_severe"), ">=", TARGETS["artifact_top1_severe"]),
+             ("seconds per volume (ensemble)", h.get("seconds_per_volume"), "<=", TARGETS["seconds_per_volume"])]
+    for name, value, op, target in lines:
+        met = value is not None and (value >= target if op == ">=" else value <= target)
+        print(f"  {name:<32}{value!s:>8}   target {op} {target}   {'met' if met else 'MISSED'}")
+    print(f"  clean scans uncertain             {h.get('clean_uncertain_rate')}")
+    print(f"  severe scans failed               {h.get('severe_detected_rate')}")
+    print(f"  per-artifact top-1 (severe)       {h.get('per_artifact_top1_severe')}")
+    print(f"  per-artifact failed (severe)      {h.get('per_artifact_severe_detected')}")
+    for group in ("raw_head", "raw_stripped", "questionable"):
+        g = report.get(group)
+        if not g:
+            continue
+        print(f"{group}: clean fail rate {g.get('clean_fail_rate')} (uncertain {g.get('clean_uncertain_rate')})"
+              + (f", severe failed {g.get('severe_detected_rate')}, AUC clean vs severe "
+                 f"{g.get('auc_clean_vs_severe')}" if g.get("n_severe") else ""))
+        for name, value in g["clean_scans"].items():
+            print(f"    {name:<55} p_bad {value['p_bad']:.3f}  {value['qc']}")
+    out = REPO / "build" / "bench_accuracy.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out, {"report": report, "details": details})
+    print(f"\nfull report: {out}")
+    if args.update_card:
+        card["benchmark"] = {k: v for k, v in report.items()}
+        card["benchmark"]["targets"] = TARGETS
+        write_json_atomic(Path(args.model) / "model_card.json", card)
+        print(f"figures stored in {Path(args.model) / 'model_card.json'}")
+
+
+if __name__ == "__main__":
+    main()

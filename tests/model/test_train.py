@@ -1,0 +1,98 @@
+"""A tiny real training run (2 folds, 2 epochs, 5 mm grid) whose ensemble the application
+loads and runs; model cards that do not match their models fail to load clearly."""
+
+import json
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from bidsqc.model.card import ModelCardError, read_card  # noqa: E402
+from bidsqc.model.ensemble import Ensemble  # noqa: E402
+from bidsqc.model.train import read_labels, train_ensemble  # noqa: E402
+
+TINY_GRID = (32, 38, 32)
+
+
+@pytest.fixture(scope="session")
+def tiny_ensemble(tmp_path_factory, shared_data, templateflow_home):
+    root = tmp_path_factory.mktemp("tiny")
+    labels = root / "labels.tsv"
+    rows = ["source_file\trating\tsubject"]
+    for sub in ("01", "05", "07"):
+        rows.append(f"{shared_data}/ds002748/sub-{sub}_T1w.nii.gz\tgood\tsub-{sub}")
+    labels.write_text("\n".join(rows) + "\n")
+    card = train_ensemble(read_labels(labels), root / "ensemble", root / "cache", folds=2, epochs=2,
+                          batch_size=4, n_clean_variants=0, grid_shape=TINY_GRID, spacing_mm=5.0, nprocs=2,
+                          mc_samples=2, seed=1)
+    return root / "ensemble", card
+
+
+def test_training_writes_a_complete_ensemble(tiny_ensemble):
+    folder, card = tiny_ensemble
+    assert read_card(folder) == card
+    assert card["input"]["shape"] == list(TINY_GRID)
+    assert len(card["folds"]) == 2 and all((folder / f).is_file() for f in card["folds"])
+    assert (folder / "training_curves.png").stat().st_size > 1000
+    assert card["training"]["n_volumes"] == 33  # 3 scans x (original + 10 artifacts)
+    assert len(card["training"]["dataset_manifest_sha256"]) == 64
+    for fold in card["metrics"]["per_fold"]:
+        assert set(fold) >= {"accuracy", "sensitivity", "specificity", "balanced_accuracy", "auc"}
+    # subjects never share folds
+    subjects = [set(f["subjects"]) for f in card["metrics"]["per_fold"]]
+    assert not subjects[0] & subjects[1]
+    lo, hi = card["decision"]["uncertain_band"]
+    assert lo <= card["decision"]["threshold"] <= hi
+
+
+def test_application_loads_and_runs_the_trained_ensemble(tiny_ensemble, stripped_t1w, tmp_path):
+    from bidsqc.workflows.anatomical import init_t1w_qc_wf
+
+    folder, card = tiny_ensemble
+    ensemble = Ensemble.load(folder)
+    result = ensemble.predict(np.zeros((2,) + TINY_GRID, np.float32), mc_samples=3)
+    assert result.p_bad.shape == (2,) and np.all((result.p_bad >= 0) & (result.p_bad <= 1))
+    assert set(result.p_artifacts) == set(card["artifacts"])
+    wf = init_t1w_qc_wf(folder, template="MNI152NLin6Asym", mc_samples=2, name="embedded")
+    wf.base_dir = str(tmp_path)
+    wf.inputs.inputnode.in_file = str(stripped_t1w)
+    graph = wf.run(plugin="Linear")
+    predict = [n for n in graph.nodes() if n.name == "predict"][0]
+    info = predict.result.outputs.info
+    assert not info.get("error"), info.get("error")
+    assert 0 <= info["p_bad"] <= 1 and info["qc"] in ("pass", "fail", "uncertain")
+    assert info["model_id"] == card["model_id"]
+    assert nib.load(wf.get_node("normalize").result.outputs.out_file).shape == TINY_GRID
+
+
+def test_a_card_that_does_not_match_its_models_fails_clearly(tiny_ensemble, tmp_path):
+    folder, _ = tiny_ensemble
+    broken = tmp_path / "broken"
+    shutil.copytree(folder, broken)
+    card = json.loads((broken / "model_card.json").read_text())
+    card["input"]["shape"] = [64, 76, 64]
+    (broken / "model_card.json").write_text(json.dumps(card))
+    nib.save(nib.Nifti1Image(np.ones((64, 76, 64), np.uint8), np.eye(4)), broken / card["input"]["mask_file"])
+    with pytest.raises(ModelCardError, match=r"model input grid \(32, 38, 32\) does not match the model card "
+                                             r"grid \(64, 76, 64\)"):
+        Ensemble.load(broken)
+    (broken / "model_card.json").unlink()
+    with pytest.raises(ModelCardError, match="no model_card.json"):
+        Ensemble.load(broken)
+
+
+def test_fine_tuning_resumes_from_an_ensemble(tiny_ensemble, tmp_path, shared_data):
+    folder, card = tiny_ensemble
+    labels = tmp_path / "ratings.tsv"
+    labels.write_text("source_file\trating\tsubject\n"
+                      f"{shared_data}/ds002748/sub-01_T1w.nii.gz\tgood\tsub-01\n"
+                      f"{shared_data}/ds002748/sub-05_T1w.nii.gz\tgood\tsub-05\n")
+    cache = folder.parent / "cache"  # the volumes are already cached: no rebuilding
+    tuned = train_ensemble(read_labels(labels), tmp_path / "tuned", cache, folds=2, epochs=1, batch_size=4,
+                           n_clean_variants=0, init_from=folder, nprocs=1, mc_samples=1, seed=1)
+    assert tuned["training"]["init_from"] == str(folder)
+    assert tuned["input"]["shape"] == card["input"]["shape"]
+    assert tuned["model_id"] != card["model_id"]

@@ -1,0 +1,172 @@
+"""End to end: the real CLI on a small BIDS dataset built from ../shared/data, with the
+shipped ensemble, at participant and group level; command-line errors; the TemplateFlow
+path and the offline fallback path."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import pytest
+
+from bidsqc.cli.run import main
+from bidsqc.model.ensemble import DEFAULT_MODEL_DIR
+from bidsqc.outputs import FIRST_COLUMNS, LAST_COLUMNS, read_tsv
+
+ARTIFACT_COLUMNS = ["p_motion", "p_ghosting", "p_spike", "p_noise", "p_bias", "p_thick_slices",
+                    "p_wraparound", "p_gibbs", "p_missing_coverage", "p_bad_slices"]
+
+
+def _add(bids, rel, src):
+    dst = bids / rel
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+    return rel
+
+
+@pytest.fixture(scope="module")
+def bids_dataset(tmp_path_factory, shared_data):
+    """3 subjects (one with a session and two runs) and one broken file."""
+    bids = tmp_path_factory.mktemp("bids") / "ds"
+    bids.mkdir()
+    (bids / "dataset_description.json").write_text(json.dumps({"Name": "bidsqc test", "BIDSVersion": "1.9.0"}))
+    files = [
+        _add(bids, "sub-01/anat/sub-01_T1w.nii.gz", shared_data / "ds002748" / "sub-05_T1w.nii.gz"),
+        _add(bids, "sub-02/ses-1/anat/sub-02_ses-1_run-1_T1w.nii.gz", shared_data / "ds002748" / "sub-08_T1w.nii.gz"),
+        _add(bids, "sub-02/ses-1/anat/sub-02_ses-1_run-2_T1w.nii.gz", shared_data / "ixi" / "IXI015-HH-1258_T1.nii.gz"),
+        _add(bids, "sub-03/anat/sub-03_acq-mprage_T1w.nii.gz",
+             shared_data / "raw" / "nichart_dcm2nii_sample_trio_mprage.nii.gz"),
+    ]
+    broken = bids / "sub-04" / "anat" / "sub-04_T1w.nii.gz"
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"\x1f\x8b\x08 truncated during transfer")
+    return bids, files + ["sub-04/anat/sub-04_T1w.nii.gz"]
+
+
+@pytest.fixture(scope="module")
+def participant_run(bids_dataset, tmp_path_factory, templateflow_home):
+    assert (DEFAULT_MODEL_DIR / "model_card.json").is_file(), "the shipped ensemble is missing"
+    bids, files = bids_dataset
+    out = tmp_path_factory.mktemp("deriv") / "bidsqc"
+    code = main([str(bids), str(out), "participant", "--nprocs", "2", "--template", "MNI152NLin6Asym",
+                 "--mc-samples", "2", "-w", str(out.parent / "work")])
+    return bids, files, out, code
+
+
+def test_participant_level_rows_columns_and_error_row(participant_run):
+    bids, files, out, code = participant_run
+    assert code == 0
+    rows = read_tsv(out / "sub-02" / "sub-02_desc-qc_T1w.tsv")
+    assert [r["source_file"] for r in rows] == files[1:3]
+    columns = list(rows[0])
+    assert columns[:len(FIRST_COLUMNS)] == FIRST_COLUMNS
+    assert columns[len(FIRST_COLUMNS):len(FIRST_COLUMNS) + 10] == ARTIFACT_COLUMNS
+    assert columns[-len(LAST_COLUMNS):] == LAST_COLUMNS
+    assert rows[0]["session_id"] == "ses-1" and rows[1]["run_id"] == "2"
+    for row in rows:
+        assert row["qc"] in ("pass", "fail", "uncertain")
+        assert 0 <= float(row["p_bad"]) <= 1 and float(row["p_bad_std"]) >= 0
+        assert float(row["reg_quality"]) > 0.3
+    assert rows[1]["voxel_size_mm"] == "2x2x2"
+    error = read_tsv(out / "sub-04" / "sub-04_desc-qc_T1w.tsv")
+    assert len(error) == 1 and error[0]["qc"] == "error"
+    assert "sub-04_T1w.nii.gz: cannot read image" in error[0]["error"]
+    assert error[0]["p_bad"] == "n/a"
+
+
+def test_derivatives_and_dataset_description(participant_run):
+    bids, files, out, _ = participant_run
+    description = json.loads((out / "dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative"
+    assert description["GeneratedBy"][0]["Name"] == "bidsqc"
+    model_id = json.loads((DEFAULT_MODEL_DIR / "model_card.json").read_text())["model_id"]
+    assert model_id in description["GeneratedBy"][0]["Description"]
+    anat = out / "sub-02" / "ses-1" / "anat"
+    record = json.loads((anat / "sub-02_ses-1_run-1_desc-qc_T1w.json").read_text())
+    assert record["model_id"] == model_id and len(record["provenance"]["model_checksum"]) == 64
+    assert record["template"] == "MNI152NLin6Asym" and record["template_fallback"] is False
+    preproc = out / record["preproc_file"]
+    assert preproc.name == "sub-02_ses-1_run-1_space-MNI152NLin6Asym_res-2p5_desc-preproc_T1w.nii.gz"
+    img = nib.load(preproc)
+    assert img.shape == tuple(json.loads((DEFAULT_MODEL_DIR / "model_card.json").read_text())["input"]["shape"])
+    assert (anat / "sub-02_ses-1_run-1_from-T1w_to-MNI152NLin6Asym_mode-image_xfm.txt").is_file()
+    assert not list(out.rglob("*.tmp"))  # no temporary files left behind
+
+
+def test_group_level_aggregates_and_lists_failures(participant_run):
+    bids, files, out, _ = participant_run
+    assert main([str(bids), str(out), "group"]) == 0
+    rows = read_tsv(out / "group_desc-qc_T1w.tsv")
+    assert sorted(r["source_file"] for r in rows) == sorted(files)
+    failed = sorted(r["source_file"] for r in rows if r["qc"] == "fail")
+    listed = (out / "group_desc-qc_exclude.txt").read_text().split()
+    assert sorted(listed) == failed
+    assert "bidsignore" in (out / "group_desc-qc_bidsignore.txt").read_text()
+
+
+def test_rerun_skips_finished_scans_unless_forced(participant_run, capsys):
+    bids, files, out, _ = participant_run
+    record = out / "sub-01" / "anat" / "sub-01_desc-qc_T1w.json"
+    stamp = record.stat().st_mtime_ns
+    assert main([str(bids), str(out), "participant", "--participant-label", "sub-01", "--nprocs", "1",
+                 "--template", "MNI152NLin6Asym", "-v"]) == 0
+    assert record.stat().st_mtime_ns == stamp
+    assert "already rated" in capsys.readouterr().err
+    assert main([str(bids), str(out), "participant", "--participant_label", "01", "--nprocs", "1",
+                 "--template", "MNI152NLin6Asym", "--mc-samples", "1", "--force"]) == 0
+    assert record.stat().st_mtime_ns != stamp
+
+
+@pytest.mark.parametrize("case", ["missing", "not_bids", "inside", "participant", "no_t1w"])
+def test_command_line_errors_exit_2_with_one_line(case, bids_dataset, tmp_path, capsys):
+    bids, _ = bids_dataset
+    out = tmp_path / "out"
+    argv, expected = {
+        "missing": ([str(tmp_path / "nope"), str(out), "participant"], "does not exist"),
+        "not_bids": ([str(tmp_path), str(out), "participant"], "not a BIDS dataset"),
+        "inside": ([str(bids), str(bids / "derivatives" / "bidsqc"), "participant"], "inside bids_dir"),
+        "participant": ([str(bids), str(out), "participant", "--participant-label", "99"],
+                        "sub-99 not found"),
+        "no_t1w": ([str(bids), str(out), "participant", "--session-label", "9"], "no T1w scans found"),
+    }[case]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0]
+    if case == "participant":
+        assert "found: sub-01, sub-02, sub-03, sub-04" in err[0]
+
+
+def test_fallback_template_when_templateflow_cannot_deliver(bids_dataset, tmp_path):
+    """An empty TemplateFlow home (offline): the default MNI152NLin2009cAsym falls back, with a warning."""
+    bids, _ = bids_dataset
+    out = tmp_path / "out"
+    env = dict(os.environ, TEMPLATEFLOW_HOME=str(tmp_path / "empty_tf"), CI=os.environ.get("CI", ""))
+    proc = subprocess.run([sys.executable, "-m", "bidsqc.cli.run", str(bids), str(out), "participant",
+                           "--participant-label", "01", "--nprocs", "1", "--mc-samples", "1"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "template MNI152NLin2009cAsym: TemplateFlow could not deliver it" in proc.stderr
+    assert "falling back to MNI152NLin6Asym" in proc.stderr
+    record = json.loads((out / "sub-01" / "anat" / "sub-01_desc-qc_T1w.json").read_text())
+    assert record["template_fallback"] is True and record["template"] == "MNI152NLin6Asym"
+    assert record["qc"] in ("pass", "fail", "uncertain")
+
+
+def test_nilearn_fallback_registers_a_head(monkeypatch, raw_head_t1w):
+    """Without TemplateFlow and without the shipped copy, nilearn's MNI152 is used."""
+    from bidsqc.preprocessing import templates
+    from bidsqc.preprocessing.conform import conform, load_image
+    from bidsqc.preprocessing.pipeline import DEFAULT_SHAPE, make_grid, make_input_mask, preprocess
+
+    monkeypatch.setattr(templates, "SHIPPED_DIR", Path("/nonexistent"))
+    monkeypatch.setattr(templates, "_templateflow_files",
+                        lambda tid: (_ for _ in ()).throw(OSError("offline")))
+    template = templates.get_template("MNI152NLin2009cAsym")
+    assert template.fallback and template.template_id == "MNI152NLin2009aSym"
+    grid = make_grid(template)
+    volume, info = preprocess(load_image(raw_head_t1w), template, DEFAULT_SHAPE, grid,
+                              make_input_mask(template, DEFAULT_SHAPE, grid))
+    assert info["reg_quality"] > 0.3
