@@ -60,12 +60,12 @@ def test_application_loads_and_runs_the_trained_ensemble(tiny_ensemble, stripped
     wf.base_dir = str(tmp_path)
     wf.inputs.inputnode.in_file = str(stripped_t1w)
     graph = wf.run(plugin="Linear")
-    predict = [n for n in graph.nodes() if n.name == "predict"][0]
-    info = predict.result.outputs.info
+    nodes = {n.name: n for n in graph.nodes()}
+    info = nodes["predict"].result.outputs.info
     assert not info.get("error"), info.get("error")
     assert 0 <= info["p_bad"] <= 1 and info["qc"] in ("pass", "fail", "uncertain")
     assert info["model_id"] == card["model_id"]
-    assert nib.load(wf.get_node("normalize").result.outputs.out_file).shape == TINY_GRID
+    assert nib.load(nodes["normalize"].result.outputs.out_file).shape == TINY_GRID
 
 
 def test_a_card_that_does_not_match_its_models_fails_clearly(tiny_ensemble, tmp_path):
