@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Train the shipped default ensemble (bidsqc/data/ensemble) from ../shared/data.
-# About 80 minutes on 2 CPU cores: run it in the background, e.g.
+# About 55 minutes on 2 CPU cores: run it in the background, e.g.
 #   nohup bash scripts/train_shipped_ensemble.sh > build/train.log 2>&1 &
 # The training-set cache (build/cache) and per-epoch checkpoints make a rerun resume.
 set -euo pipefail
@@ -13,4 +13,4 @@ fi
 python benchmarks/make_split.py "$DATA" build/split --holdout-fraction 0.2 --seed 0
 bidsqc-train --labels build/split/train.tsv --holdout build/split/holdout.tsv \
     --out bidsqc/data/ensemble --cache build/cache --template MNI152NLin6Asym \
-    --folds 5 --epochs 12 --batch-size 8 --clean-variants 2 --mc-samples 4 --seed 0 --nprocs 2
+    --folds 5 --epochs 15 --batch-size 8 --clean-variants 2 --mc-samples 4 --seed 0 --nprocs 2

@@ -17,14 +17,14 @@ class MCDropout(layers.Dropout):
 
 
 def build_network(input_shape, n_artifacts, levels=4, base_filters=16, dropout=0.2,
-                  dense_dropout=0.1, dense_units=(256, 64)):
+                  dense_dropout=0.1, dense_units=(256, 64), bn_momentum=0.9):
     """Build the network: ``levels`` x [BatchNorm -> Conv3D(base*2^k, 3, ReLU) -> MaxPool(2)
     -> MCDropout(dropout)] -> MaxPool(2) -> Flatten -> Dense 256 -> Dense 64 -> MCDropout
     -> heads ``p_bad`` (1 sigmoid) and ``artifacts`` (``n_artifacts`` sigmoids)."""
     inputs = keras.Input(shape=tuple(input_shape) + (1,), name="t1w")
     x = inputs
     for level in range(levels):
-        x = layers.BatchNormalization(name=f"bn{level}")(x)
+        x = layers.BatchNormalization(momentum=bn_momentum, name=f"bn{level}")(x)
         x = layers.Conv3D(base_filters * 2 ** level, 3, padding="same", activation="relu",
                           name=f"conv{level}")(x)
         x = layers.MaxPooling3D(2, padding="same", name=f"pool{level}")(x)

@@ -145,6 +145,25 @@ def _fold_split(rows, folds, seed):
     return list(splitter.split(np.zeros(len(rows)), strata, groups=subjects))
 
 
+def cosine_lr(learning_rate, epochs, floor=0.05):
+    """Per-epoch cosine decay from ``learning_rate`` to ``floor * learning_rate`` (resumable:
+    it depends on the epoch index only)."""
+    def schedule(epoch, lr=None):
+        return float(learning_rate * (floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * epoch / max(1, epochs)))))
+    return schedule
+
+
+def recalibrate_batchnorm(model, volumes, mask, batch_size=8, n_batches=40, seed=0):
+    """Re-estimate the BatchNorm moving statistics with the final weights on plain (no
+    mixup, no augmentation) z-scored training volumes, so that inference-mode BatchNorm
+    matches what the network saw; weights are not changed."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(volumes))
+    for start in range(0, min(len(order), n_batches * batch_size) - batch_size + 1, batch_size):
+        x = np.stack([zscore(volumes[i].astype(np.float32), mask) for i in order[start:start + batch_size]])
+        model(x[..., None], training=True)
+
+
 def mc_predict(model, x, mc_samples, batch_size=8):
     """Mean MC-dropout prediction of one model over ``mc_samples`` passes: (p_bad, artifacts)."""
     p_bad, p_art = [], []
@@ -335,7 +354,9 @@ def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", fol
             if state["epoch"] < epochs:
                 model.fit(dataset, epochs=epochs, initial_epoch=state["epoch"], steps_per_epoch=steps,
                           validation_data=val, validation_batch_size=batch_size, verbose=0,
-                          callbacks=[_Progress(fold, folds, epochs, ckpt, state_path, started)])
+                          callbacks=[keras.callbacks.LearningRateScheduler(cosine_lr(learning_rate, epochs)),
+                                     _Progress(fold, folds, epochs, ckpt, state_path, started)])
+            recalibrate_batchnorm(model, volumes[train_idx], mask, batch_size=batch_size, seed=seed + fold)
             tmp = out_dir / f"tmp_fold_{fold:02d}.keras"
             model.save(tmp)
             os.replace(tmp, final)
@@ -394,6 +415,9 @@ def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", fol
                          "heads": {"p_bad": "sigmoid", "artifacts": "sigmoid per artifact type"}},
         "training": {"folds": folds, "epochs": epochs, "batch_size": batch_size, "loss": loss,
                      "mixup_alpha": mixup_alpha, "learning_rate": learning_rate, "seed": seed,
+                     "lr_schedule": "per-epoch cosine decay to 5% of learning_rate",
+                     "batchnorm": "momentum 0.9; moving statistics re-estimated on plain training volumes "
+                                  "after each fold's training",
                      "mild_label": MILD_LABEL, "n_clean_variants": n_clean_variants,
                      "n_volumes": len(rows), "n_clean": n_clean, "n_bad": n_bad,
                      "n_subjects": len(set(subjects)), "dataset_manifest_sha256": manifest_sha,
