@@ -15,7 +15,6 @@ scanners (with their severe artifacts) and the ratings of the questionable scans
 
 import argparse
 import csv
-import json
 import logging
 import os
 import sys

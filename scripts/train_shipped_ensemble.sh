@@ -13,4 +13,4 @@ fi
 python benchmarks/make_split.py "$DATA" build/split --holdout-fraction 0.2 --seed 0
 bidsqc-train --labels build/split/train.tsv --holdout build/split/holdout.tsv \
     --out bidsqc/data/ensemble --cache build/cache --template MNI152NLin6Asym \
-    --folds 5 --epochs 15 --batch-size 8 --clean-variants 2 --mc-samples 4 --seed 0 --nprocs 2
+    --folds 5 --epochs 18 --batch-size 8 --clean-variants 2 --mc-samples 4 --seed 0 --nprocs 2 --exclude-mild

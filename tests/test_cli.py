@@ -158,7 +158,7 @@ def test_fallback_template_when_templateflow_cannot_deliver(bids_dataset, tmp_pa
 def test_nilearn_fallback_registers_a_head(monkeypatch, raw_head_t1w):
     """Without TemplateFlow and without the shipped copy, nilearn's MNI152 is used."""
     from bidsqc.preprocessing import templates
-    from bidsqc.preprocessing.conform import conform, load_image
+    from bidsqc.preprocessing.conform import load_image
     from bidsqc.preprocessing.pipeline import DEFAULT_SHAPE, make_grid, make_input_mask, preprocess
 
     monkeypatch.setattr(templates, "SHIPPED_DIR", Path("/nonexistent"))

@@ -99,6 +99,8 @@ def get_train_parser():
     parser.add_argument("--clean-variants", type=int, default=2,
                         help="clean contrast/bias/resolution variations per good scan")
     parser.add_argument("--mc-samples", type=int, default=4, help="MC passes stored as the default")
+    parser.add_argument("--exclude-mild", action="store_true",
+                        help="train on clean and severe volumes only (mild ones are cached but left out)")
     parser.add_argument("--init-from", type=Path, default=None,
                         help="fine-tune this ensemble (its grid and artifact types are kept)")
     parser.add_argument("--holdout", type=Path, default=None,

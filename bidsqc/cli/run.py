@@ -1,6 +1,5 @@
 """``bidsqc`` entry point: parse -> check -> build the workflow -> run -> write tables."""
 
-import hashlib
 import json
 import logging
 import os
@@ -37,14 +36,6 @@ def setup_logging(verbose):
     nipype_config.update_config({"logging": {"workflow_level": level, "interface_level": "WARNING",
                                              "utils_level": "WARNING"}})
     nipype_logging.update_logging(nipype_config)
-
-
-def sha256(path, chunk=1 << 20):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_dirs(args):
@@ -126,6 +117,7 @@ def plugin_settings(args):
 
 def run_participant(args):
     from ..model.card import ModelCardError, ensemble_checksum, read_card
+    from ..model.dataset import file_checksum
     from ..model.ensemble import DEFAULT_MODEL_DIR
     from ..outputs import derivative_paths, write_dataset_description, write_subject_table
 
@@ -151,7 +143,7 @@ def run_participant(args):
 
     todo = []
     for scan in scans:
-        scan["input_sha256"] = sha256(scan["path"])
+        scan["input_sha256"] = file_checksum(scan["path"])
         # The template ID of an earlier run may differ (fallback): look for any QC JSON of the scan.
         qc_json = derivative_paths(output_dir, scan["source_file"], args.template, res_label)["json"]
         if qc_json.exists() and not args.force:

@@ -263,7 +263,7 @@ def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", fol
                    batch_size=8, mixup_alpha=0.3, loss="bce", learning_rate=1e-3, init_from=None,
                    n_clean_variants=2, seed=0, nprocs=2, mc_samples=4, levels=4, base_filters=16,
                    dropout=0.2, dense_dropout=0.1, spacing_mm=DEFAULT_SPACING_MM, grid_shape=DEFAULT_SHAPE,
-                   holdout=None):
+                   holdout=None, exclude_mild=False):
     """Train a ``folds``-fold ensemble on ``scans``; write it to ``out_dir``; return its card."""
     import keras
     import tensorflow as tf
@@ -296,6 +296,8 @@ def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", fol
     if errors:
         LOGGER.warning("dataset: %d volumes failed and are left out", len(errors))
     manifest_sha = file_checksum(cache_dir / "manifest.tsv")
+    if exclude_mild:
+        rows = [r for r in rows if r["severity"] != "mild"]
     volumes = load_volumes(cache_dir, rows)
     y_bad, y_art = _targets(rows, artifacts)
     is_bad = (y_bad > 0).astype(int)
@@ -418,7 +420,8 @@ def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", fol
                      "lr_schedule": "per-epoch cosine decay to 5% of learning_rate",
                      "batchnorm": "momentum 0.9; moving statistics re-estimated on plain training volumes "
                                   "after each fold's training",
-                     "mild_label": MILD_LABEL, "n_clean_variants": n_clean_variants,
+                     "mild_label": None if exclude_mild else MILD_LABEL, "exclude_mild": exclude_mild,
+                     "n_clean_variants": n_clean_variants,
                      "n_volumes": len(rows), "n_clean": n_clean, "n_bad": n_bad,
                      "n_subjects": len(set(subjects)), "dataset_manifest_sha256": manifest_sha,
                      "dataset_errors": errors, "init_from": str(init_from) if init_from else None,

@@ -4,7 +4,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bidsqc.preprocessing.conform import conform, load_image
+from bidsqc.preprocessing.conform import load_image
 from bidsqc.preprocessing.pipeline import DEFAULT_SHAPE, make_grid, make_input_mask, preprocess
 from bidsqc.preprocessing.register import read_itk_affine, register_affine, write_itk_affine
 from bidsqc.preprocessing.resample import zscore
