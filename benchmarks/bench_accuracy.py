@@ -121,17 +121,10 @@ def main():
         scans = groups.get(group, [])
         if not scans:
             continue
-        if with_artifacts:
-            rows, errors = build_dataset(scans, args.cache, template_id, grid_shape, grid_affine, ensemble.mask,
-                                         n_clean_variants=0, seed=args.seed, nprocs=args.nprocs,
-                                         every_severity=True)
-        else:
-            rows, errors = build_dataset(scans, args.cache / "clean_only", template_id, grid_shape, grid_affine,
-                                         ensemble.mask, n_clean_variants=0, seed=args.seed, nprocs=args.nprocs,
-                                         every_severity=True)
-            rows = [r for r in rows if r["artifact"] == "none"]
-        cache = args.cache if with_artifacts else args.cache / "clean_only"
-        results, seconds = rate(ensemble, rows, cache)
+        rows, errors = build_dataset(scans, args.cache, template_id, grid_shape, grid_affine, ensemble.mask,
+                                     n_clean_variants=0, seed=args.seed, nprocs=args.nprocs, every_severity=True,
+                                     artifacts=ARTIFACTS if with_artifacts else ())
+        results, seconds = rate(ensemble, rows, args.cache)
         for r in results:
             r["group"] = group
         details += results

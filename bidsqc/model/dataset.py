@@ -34,7 +34,7 @@ def file_checksum(path, chunk=1 << 20):
 
 
 def plan_variants(scans, n_clean_variants=2, severities=("mild", "severe"), p_severe=0.6, seed=0,
-                  every_severity=False):
+                  every_severity=False, artifacts=ARTIFACTS):
     """One job per training volume: each good scan as is, ``n_clean_variants`` clean
     variations and one simulated version per artifact (severity drawn, P(severe)=p_severe;
     with ``every_severity`` one per artifact and severity); scans rated bad by a user
@@ -51,7 +51,7 @@ def plan_variants(scans, n_clean_variants=2, severities=("mild", "severe"), p_se
         for i in range(n_clean_variants):
             jobs.append(dict(base, variant=f"clean{i}", artifact="clean", severity="none", label=0.0,
                              seed=int(rng.integers(2 ** 31))))
-        for artifact in ARTIFACTS:
+        for artifact in artifacts:
             drawn = severities[-1] if rng.random() < p_severe else severities[0]
             for severity in (severities if every_severity else (drawn,)):
                 jobs.append(dict(base, variant=f"{artifact}-{severity}" if every_severity else artifact,
@@ -104,14 +104,15 @@ def _run_job(job, cache_dir):
 
 
 def build_dataset(scans, cache_dir, template_id, grid_shape, grid_affine, input_mask,
-                  n_clean_variants=2, seed=0, nprocs=2, p_severe=0.6, every_severity=False):
+                  n_clean_variants=2, seed=0, nprocs=2, p_severe=0.6, every_severity=False,
+                  artifacts=ARTIFACTS):
     """Build (or resume) the cached training set for ``scans`` (dicts with subject,
     source_file and optional label/artifact); returns the manifest rows."""
     cache_dir = Path(cache_dir)
     (cache_dir / "volumes").mkdir(parents=True, exist_ok=True)
     checksums = {}
     jobs = plan_variants(scans, n_clean_variants=n_clean_variants, seed=seed, p_severe=p_severe,
-                         every_severity=every_severity)
+                         every_severity=every_severity, artifacts=artifacts)
     for job in jobs:
         src = job["source_file"]
         if src not in checksums:
@@ -125,8 +126,9 @@ def build_dataset(scans, cache_dir, template_id, grid_shape, grid_affine, input_
                 if (cache_dir / row["volume"]).exists():
                     done[row["key"]] = row
     todo = [job for job in jobs if job["key"] not in done]
-    LOGGER.info("dataset: %d volumes planned, %d cached, %d to build", len(jobs), len(done), len(todo))
-    rows = dict(done)
+    LOGGER.info("dataset: %d volumes planned, %d cached, %d to build", len(jobs), len(jobs) - len(todo),
+                len(todo))
+    rows = dict(done)  # every cached row stays in the manifest, planned or not
     errors = []
     with ProcessPoolExecutor(max_workers=max(1, nprocs), initializer=_init_worker,
                              initargs=(template_id, grid_shape, np.asarray(grid_affine), input_mask)) as pool:
@@ -140,10 +142,9 @@ def build_dataset(scans, cache_dir, template_id, grid_shape, grid_affine, input_
                 LOGGER.warning("dataset: %s (%s) failed: %s", job["source_file"], job["variant"], exc)
             if i % 10 == 0 or i == len(todo):
                 LOGGER.info("dataset: %d/%d volumes built", i, len(todo))
-                _write_manifest(manifest_path, [rows[j["key"]] for j in jobs if j["key"] in rows])
-    ordered = [rows[j["key"]] for j in jobs if j["key"] in rows]
-    _write_manifest(manifest_path, ordered)
-    return ordered, errors
+                _write_manifest(manifest_path, list(rows.values()))
+    _write_manifest(manifest_path, list(rows.values()))
+    return [rows[j["key"]] for j in jobs if j["key"] in rows], errors
 
 
 def _write_manifest(path, rows):
