@@ -203,6 +203,24 @@ class _Progress:
         return Progress(*args, **kwargs)
 
 
+def save_for_inference(model, path):
+    """Save weights and architecture only (no optimizer state: a third of the size) through a
+    temporary name; BatchNorm moving statistics are weights and are kept."""
+    import keras
+
+    clean = keras.models.clone_model(model)
+    clean.set_weights(model.get_weights())
+    tmp = Path(path).with_name("tmp_" + Path(path).name)
+    clean.save(tmp)
+    os.replace(tmp, path)
+
+
+def ensemble_id(out_dir, fold_files):
+    """Model id: a hash of the fold model files."""
+    return "bidsqc-" + hashlib.sha1("".join(file_checksum(Path(out_dir) / f) for f in fold_files)
+                                    .encode()).hexdigest()[:12]
+
+
 def _plot_curves(histories, path):
     import matplotlib
 
@@ -359,9 +377,7 @@ def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", fol
                           callbacks=[keras.callbacks.LearningRateScheduler(cosine_lr(learning_rate, epochs)),
                                      _Progress(fold, folds, epochs, ckpt, state_path, started)])
             recalibrate_batchnorm(model, volumes[train_idx], mask, batch_size=batch_size, seed=seed + fold)
-            tmp = out_dir / f"tmp_fold_{fold:02d}.keras"
-            model.save(tmp)
-            os.replace(tmp, final)
+            save_for_inference(model, final)
             state = json.loads(state_path.read_text()) if state_path.exists() else {"history": []}
             state["done"] = True
             write_json_atomic(state_path, state)
@@ -393,8 +409,7 @@ def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", fol
             writer.writerow([r["subject"], r["variant"], r["artifact"], r["severity"], r["label"], f"{p:.4f}"])
     os.replace(oof_path.with_suffix(".tmp"), oof_path)
 
-    model_id = "bidsqc-" + hashlib.sha1("".join(
-        file_checksum(out_dir / f) for f in fold_files).encode()).hexdigest()[:12]
+    model_id = ensemble_id(out_dir, fold_files)
     card = {
         "model_id": model_id,
         "bidsqc_version": __version__,
