@@ -28,11 +28,15 @@ def setup_logging(verbose):
         handler.setFormatter(logging.Formatter("%(asctime)s bidsqc %(levelname)s: %(message)s", "%H:%M:%S"))
         LOGGER.addHandler(handler)
         LOGGER.propagate = False
+    for handler in LOGGER.handlers:  # main() may run many times in one process (tests, embedding)
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.stream = sys.stderr
     LOGGER.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
     from nipype import config as nipype_config
     from nipype import logging as nipype_logging
 
     level = "DEBUG" if verbose > 1 else "INFO" if verbose else "WARNING"
+    os.environ["BIDSQC_NIPYPE_LEVEL"] = level  # read by bidsqc.interfaces in the worker processes
     nipype_config.update_config({"logging": {"workflow_level": level, "interface_level": "WARNING",
                                              "utils_level": "WARNING"}})
     nipype_logging.update_logging(nipype_config)
@@ -108,6 +112,10 @@ def plugin_settings(args):
         if args.mem_gb:
             plugin_args.setdefault("memory_gb", args.mem_gb)
         plugin_args.setdefault("raise_insufficient", False)
+        # Workers start from a clean server process, not by forking this one: forking a
+        # process that already initialised TensorFlow (an embedding pipeline, a test
+        # session) deadlocks the workers.
+        plugin_args.setdefault("mp_context", "forkserver")
     omp = args.omp_nthreads or (1 if plugin == "MultiProc" and nprocs > 1 else nprocs)
     for var in ("OMP_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "TF_NUM_INTRAOP_THREADS"):
         os.environ[var] = str(omp)
