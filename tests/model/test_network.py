@@ -1,12 +1,11 @@
 """The founding network: layout, Monte Carlo dropout with BatchNorm in inference mode, losses."""
 
+import keras
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
-
-from bidsqc.model.losses import dice_loss, get_loss  # noqa: E402
-from bidsqc.model.network import MCDropout, build_network  # noqa: E402
+from bidsqc.model.losses import dice_loss, get_loss
+from bidsqc.model.network import MCDropout, build_network
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-pytest.importorskip("tensorflow")
-
-from bidsqc.model.card import ModelCardError, read_card  # noqa: E402
-from bidsqc.model.ensemble import Ensemble  # noqa: E402
-from bidsqc.model.train import read_labels, train_ensemble  # noqa: E402
+from bidsqc.model.card import ModelCardError, read_card
+from bidsqc.model.ensemble import Ensemble
+from bidsqc.model.train import read_labels, train_ensemble
 
 TINY_GRID = (32, 38, 32)
 
