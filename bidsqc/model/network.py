@@ -5,7 +5,6 @@ no ``training=True`` call and BatchNorm stays in inference mode.
 """
 
 import keras
-import numpy as np
 from keras import layers
 
 
@@ -17,29 +16,13 @@ class MCDropout(layers.Dropout):
         return super().call(inputs, training=True)
 
 
-def highpass_kernel(size=5, sigma=1.0):
-    """(size, size, size, 1, 1) kernel of delta minus a normalised Gaussian: x - blur(x)."""
-    r = np.arange(size) - size // 2
-    g = np.exp(-(r[:, None, None] ** 2 + r[None, :, None] ** 2 + r[None, None, :] ** 2) / (2 * sigma ** 2))
-    kernel = -g / g.sum()
-    kernel[size // 2, size // 2, size // 2] += 1.0
-    return kernel[..., None, None].astype("float32")
-
-
 def build_network(input_shape, n_artifacts, levels=4, base_filters=16, dropout=0.2,
-                  dense_dropout=0.1, dense_units=(256, 64), bn_momentum=0.9, highpass=False):
+                  dense_dropout=0.1, dense_units=(256, 64), bn_momentum=0.9):
     """Build the network: ``levels`` x [BatchNorm -> Conv3D(base*2^k, 3, ReLU) -> MaxPool(2)
     -> MCDropout(dropout)] -> MaxPool(2) -> Flatten -> Dense 256 -> Dense 64 -> MCDropout
     -> heads ``p_bad`` (1 sigmoid) and ``artifacts`` (``n_artifacts`` sigmoids)."""
     inputs = keras.Input(shape=tuple(input_shape) + (1,), name="t1w")
     x = inputs
-    if highpass:
-        # A fixed (untrained) second channel, x - Gaussian(x): noise, ringing, ghost and
-        # slice edges stand out from anatomy, which speeds up learning on few examples.
-        detail = layers.Conv3D(1, 5, padding="same", use_bias=False, trainable=False,
-                               kernel_initializer=keras.initializers.Constant(highpass_kernel()),
-                               name="highpass")(inputs)
-        x = layers.Concatenate(name="channels")([inputs, detail])
     for level in range(levels):
         x = layers.BatchNormalization(momentum=bn_momentum, name=f"bn{level}")(x)
         x = layers.Conv3D(base_filters * 2 ** level, 3, padding="same", activation="relu",
