@@ -36,6 +36,21 @@ def make_input_mask(template, grid_shape, grid_affine, dilate_voxels=1):
     return ndimage.binary_dilation(mask, iterations=dilate_voxels) if dilate_voxels else mask
 
 
+_TEMPLATE_ON_GRID = {}
+
+
+def template_on_grid(template, grid_shape, grid_affine):
+    """(template T1w, template brain mask) resampled onto the model grid, computed once per
+    template and grid in a process (Nipype workers and dataset builders reuse it)."""
+    key = (template.template_id, template.source, tuple(grid_shape), np.asarray(grid_affine).tobytes())
+    if key not in _TEMPLATE_ON_GRID:
+        t1w, brain = (resample_to_grid(nib.Nifti1Image(np.asarray(img.dataobj, np.float32), img.affine),
+                                       np.eye(4), grid_shape, grid_affine)
+                      for img in (template.t1w, template.mask))
+        _TEMPLATE_ON_GRID[key] = (t1w, brain > 0.5)
+    return _TEMPLATE_ON_GRID[key]
+
+
 def to_model_grid(ras_img, template_to_t1w, template, grid_shape, grid_affine, input_mask):
     """Resample a conformed image onto the model grid, mask and scale it.
 
@@ -44,11 +59,8 @@ def to_model_grid(ras_img, template_to_t1w, template, grid_shape, grid_affine, i
     normalised cross-correlation with the template inside the template brain mask.
     """
     resampled = resample_to_grid(ras_img, template_to_t1w, grid_shape, grid_affine)
-    template_on_grid, brain = (
-        resample_to_grid(nib.Nifti1Image(np.asarray(img.dataobj, np.float32), img.affine),
-                         np.eye(4), grid_shape, grid_affine)
-        for img in (template.t1w, template.mask))
-    quality = registration_quality(resampled, template_on_grid, brain > 0.5)
+    template_t1w, brain = template_on_grid(template, grid_shape, grid_affine)
+    quality = registration_quality(resampled, template_t1w, brain)
     return scale_intensity(resampled, input_mask), round(quality, 4)
 
 
