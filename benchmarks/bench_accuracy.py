@@ -77,6 +77,8 @@ def summarise(results, seconds):
         "per_artifact_top1_severe": {a: round(float(np.mean([r["top_artifact"] == a for r in severe
                                                              if r["artifact"] == a])), 3)
                                      for a in ARTIFACTS if any(r["artifact"] == a for r in severe)},
+        "per_artifact_auc_severe": {a: round(auc(p(clean), p([r for r in severe if r["artifact"] == a])), 3)
+                                    for a in ARTIFACTS if any(r["artifact"] == a for r in severe)},
         "per_artifact_severe_detected": {a: round(float(np.mean([r["qc"] == "fail" for r in severe
                                                                  if r["artifact"] == a])), 3)
                                          for a in ARTIFACTS if any(r["artifact"] == a for r in severe)},
@@ -151,6 +153,7 @@ def main():
     print(f"  severe scans failed               {h.get('severe_detected_rate')}")
     print(f"  per-artifact top-1 (severe)       {h.get('per_artifact_top1_severe')}")
     print(f"  per-artifact failed (severe)      {h.get('per_artifact_severe_detected')}")
+    print(f"  per-artifact AUC clean vs severe  {h.get('per_artifact_auc_severe')}")
     for group in ("raw_head", "raw_stripped", "questionable"):
         g = report.get(group)
         if not g:

@@ -60,8 +60,8 @@ def plan_variants(scans, n_clean_variants=2, severities=("mild", "severe"), p_se
     return jobs
 
 
-def _job_key(job, checksum):
-    text = json.dumps([checksum, job["variant"], job["artifact"], job["severity"], job["seed"]])
+def _job_key(job, checksum, signature):
+    text = json.dumps([checksum, job["variant"], job["artifact"], job["severity"], job["seed"], signature])
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
@@ -111,13 +111,16 @@ def build_dataset(scans, cache_dir, template_id, grid_shape, grid_affine, input_
     cache_dir = Path(cache_dir)
     (cache_dir / "volumes").mkdir(parents=True, exist_ok=True)
     checksums = {}
+    # volumes depend on the grid and the input mask, so both enter every cache key
+    signature = hashlib.sha1(np.asarray(grid_affine, np.float64).tobytes() + str(
+        (tuple(grid_shape), int(np.asarray(input_mask).sum()))).encode()).hexdigest()[:12]
     jobs = plan_variants(scans, n_clean_variants=n_clean_variants, seed=seed, p_severe=p_severe,
                          every_severity=every_severity, artifacts=artifacts)
     for job in jobs:
         src = job["source_file"]
         if src not in checksums:
             checksums[src] = file_checksum(src)
-        job["key"] = _job_key(job, checksums[src])
+        job["key"] = _job_key(job, checksums[src], signature)
     manifest_path = cache_dir / "manifest.tsv"
     done = {}
     if manifest_path.exists():

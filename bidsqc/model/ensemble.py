@@ -119,9 +119,11 @@ class Ensemble:
     def checksum(self):
         return ensemble_checksum(self.model_dir, self.card)
 
-    def predict(self, volumes, mc_samples=None, batch_size=16):
+    def predict(self, volumes, mc_samples=None, batch_size=16, seed=0):
         """Predict z-scored volumes (n, *grid) with every fold and ``mc_samples`` MC-dropout
-        passes each; returns a QCResult. Passes are batched: each copy gets its own mask."""
+        passes each; returns a QCResult. Passes are batched: each copy gets its own mask.
+        The dropout masks are drawn from ``seed`` afresh for every volume and fold, so a scan
+        gets the same rating whatever else is in the run (``seed=None``: not reproducible)."""
         volumes = np.asarray(volumes, dtype=np.float32)
         if volumes.ndim == 3:
             volumes = volumes[None]
@@ -136,6 +138,8 @@ class Ensemble:
         for i in range(n):
             repeated = np.repeat(volumes[i:i + 1, ..., None], mc_samples, axis=0)
             for f, model in enumerate(self.models):
+                if seed is not None:
+                    _seed_mc_dropout(model, seed * 1009 + f)
                 out = model.predict_on_batch(repeated) if mc_samples <= batch_size else \
                     model.predict(repeated, batch_size=batch_size, verbose=0)
                 p_bad[i, f] = np.asarray(out["p_bad"])[:, 0]
@@ -145,6 +149,15 @@ class Ensemble:
         return QCResult(p_bad=flat.mean(axis=1), p_bad_std=flat.std(axis=1),
                         p_artifacts={a: arts[:, j] for j, a in enumerate(self.artifacts)},
                         p_bad_folds=p_bad.mean(axis=2))
+
+
+def _seed_mc_dropout(model, seed):
+    """Reset the random state of every MC-dropout layer of ``model`` from ``seed``."""
+    from .network import MCDropout
+
+    for k, layer in enumerate(layer for layer in model.layers if isinstance(layer, MCDropout)):
+        state = layer.seed_generator.state
+        state.assign(np.array([seed * 31 + k + 1, 0], dtype=state.dtype))
 
 
 @lru_cache(maxsize=2)

@@ -208,7 +208,8 @@ def save_for_inference(model, path):
     temporary name; BatchNorm moving statistics are weights and are kept."""
     import keras
 
-    clean = keras.models.clone_model(model)
+    # a model rebuilt from its config has no optimizer (clone_model may carry the compiled one)
+    clean = keras.Model.from_config(model.get_config())
     clean.set_weights(model.get_weights())
     tmp = Path(path).with_name("tmp_" + Path(path).name)
     clean.save(tmp)

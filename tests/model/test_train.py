@@ -1,9 +1,12 @@
 """A tiny real training run (2 folds, 2 epochs, 5 mm grid) whose ensemble the application
 loads and runs; model cards that do not match their models fail to load clearly."""
 
+import io
 import json
 import shutil
+import zipfile
 
+import h5py
 import nibabel as nib
 import numpy as np
 import pytest
@@ -35,6 +38,11 @@ def test_training_writes_a_complete_ensemble(tiny_ensemble):
     assert card["input"]["shape"] == list(TINY_GRID)
     assert len(card["folds"]) == 2 and all((folder / f).is_file() for f in card["folds"])
     assert (folder / "training_curves.png").stat().st_size > 1000
+    # fold models are saved for inference: weights only, no optimizer state
+    for name in card["folds"]:
+        with zipfile.ZipFile(folder / name) as archive, archive.open("model.weights.h5") as raw:
+            with h5py.File(io.BytesIO(raw.read()), "r") as weights:
+                assert "layers" in weights and "optimizer" not in weights, list(weights)
     assert card["training"]["n_volumes"] == 33  # 3 scans x (original + 10 artifacts)
     assert len(card["training"]["dataset_manifest_sha256"]) == 64
     for fold in card["metrics"]["per_fold"]:
@@ -54,6 +62,14 @@ def test_application_loads_and_runs_the_trained_ensemble(tiny_ensemble, stripped
     result = ensemble.predict(np.zeros((2,) + TINY_GRID, np.float32), mc_samples=3)
     assert result.p_bad.shape == (2,) and np.all((result.p_bad >= 0) & (result.p_bad <= 1))
     assert set(result.p_artifacts) == set(card["artifacts"])
+    # MC dropout is seeded per volume: the same scan gets the same rating in any batch,
+    # the passes still differ from each other, and seed=None draws fresh masks
+    x = np.random.default_rng(0).normal(size=(3,) + TINY_GRID).astype(np.float32)
+    first, again = ensemble.predict(x, mc_samples=4), ensemble.predict(x[1:2], mc_samples=4)
+    assert first.p_bad[1] == pytest.approx(again.p_bad[0], abs=1e-6)
+    assert np.all(first.p_bad_std > 0)
+    unseeded = [ensemble.predict(x[:1], mc_samples=4, seed=None).p_bad[0] for _ in range(3)]
+    assert len(set(np.round(unseeded, 7))) > 1
     wf = init_t1w_qc_wf(folder, template="MNI152NLin6Asym", mc_samples=2, name="embedded")
     wf.base_dir = str(tmp_path)
     wf.inputs.inputnode.in_file = str(stripped_t1w)
@@ -94,3 +110,4 @@ def test_fine_tuning_resumes_from_an_ensemble(tiny_ensemble, tmp_path, shared_da
     assert tuned["training"]["init_from"] == str(folder)
     assert tuned["input"]["shape"] == card["input"]["shape"]
     assert tuned["model_id"] != card["model_id"]
+
