@@ -12,6 +12,7 @@ if [ ! -d "$TEMPLATEFLOW_HOME/tpl-MNI152NLin6Asym" ] && [ -d ../shared/templatef
     mkdir -p "$TEMPLATEFLOW_HOME" && cp -r ../shared/templateflow/. "$TEMPLATEFLOW_HOME/" && chmod -R u+w "$TEMPLATEFLOW_HOME"
 fi
 python benchmarks/make_split.py "$DATA" build/split --holdout-fraction 0.2 --seed 0
-bidsqc-train --labels build/split/train.tsv --holdout build/split/holdout.tsv \
+# python -m (not the bidsqc-train entry point) so that this checkout's code trains, never a stale install
+python -m bidsqc.cli.train --labels build/split/train.tsv --holdout build/split/holdout.tsv \
     --out bidsqc/data/ensemble --cache build/cache --template MNI152NLin6Asym \
     --folds 5 --epochs 30 --batch-size 8 --clean-variants 2 --mc-samples 4 --seed 0 --nprocs 2 --exclude-mild

@@ -90,6 +90,18 @@ def _foreground_ml(mask, spacing_mm):
 
 
 def register_affine(t1w_img, template, spacing_mm=4.0, iterations=(200, 100), seed=1):
+    """Single-threaded (see ``_register_affine``): ITK's multi-threaded metric sums in a
+    varying order, which made the transform, and p_bad by up to 0.05, differ from run to
+    run on the same scan; one thread makes a scan's rating reproducible."""
+    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        return _register_affine(t1w_img, template, spacing_mm, iterations, seed)
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+
+
+def _register_affine(t1w_img, template, spacing_mm=4.0, iterations=(200, 100), seed=1):
     """Register ``t1w_img`` (RAS nibabel image) to ``template`` (bidsqc Template); return (4x4, info).
 
     Stage 1 (similarity) aligns a head to the whole-head template, or a skull-stripped

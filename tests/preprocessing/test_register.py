@@ -62,3 +62,13 @@ def test_model_grid_holds_the_template_brain(nlin6):
     assert inside.mean() > 0.999
     mask = make_input_mask(nlin6, DEFAULT_SHAPE, grid)
     assert 0.3 < mask.mean() < 0.6
+
+
+def test_registration_is_reproducible(nlin6, stripped_t1w):
+    """The same scan gives bit-identical transforms (and so the same rating) run after run."""
+    from bidsqc.preprocessing.conform import conform
+
+    ras, _ = conform(load_image(stripped_t1w))
+    first, _ = register_affine(ras, nlin6)
+    second, _ = register_affine(ras, nlin6)
+    assert np.array_equal(first, second)
