@@ -9,6 +9,9 @@ import numpy as np
 LOGGER = logging.getLogger("bidsqc")
 
 
+THICK_SLICE_MM = 3.5  # coarser voxels than this along any axis: warned as a likely 2D acquisition
+
+
 class ConformError(ValueError):
     """The image cannot be quality-controlled (2D, empty, all-zero, non-finite, unreadable)."""
 
@@ -90,6 +93,12 @@ def conform(img, name="image", volume=0):
         raise ConformError(f"{name}: invalid affine (singular or non-finite voxel-to-world matrix)")
     zooms = tuple(float(z) for z in np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
     oblique = bool(nib.affines.obliquity(affine).max() > 1e-3)
+    if max(zooms) > THICK_SLICE_MM:
+        msg = (f"{name}: {max(zooms):.3g} mm voxels along axis {int(np.argmax(zooms))}: likely a 2D "
+               "(thick-slice) acquisition; the model rates it on a 2.5 mm grid and does not judge "
+               "its through-plane resolution, which is too coarse for most morphometry")
+        LOGGER.warning(msg)
+        warnings.append(msg)
     hdr = nib.Nifti1Header()
     hdr.set_xyzt_units("mm")
     native = nib.Nifti1Image(data, affine, hdr)

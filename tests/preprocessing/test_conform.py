@@ -64,3 +64,12 @@ def test_unreadable_file_names_the_file(tmp_path):
     path.write_bytes(b"not a nifti")
     with pytest.raises(ConformError, match="sub-09_T1w.nii.gz: cannot read image"):
         load_image(path)
+
+
+def test_thick_slices_are_warned_as_2d():
+    data = np.zeros((40, 40, 12), np.float32)
+    data[10:30, 10:30, 3:9] = 1.0
+    _, thick = conform(nib.Nifti1Image(data, np.diag([1.0, 1.0, 4.8, 1.0])), name="sub-04_T1w.nii.gz")
+    assert any("4.8 mm voxels along axis 2: likely a 2D" in w for w in thick.warnings), thick.warnings
+    _, iso = conform(nib.Nifti1Image(data, np.diag([2.0, 2.0, 3.0, 1.0])), name="sub-05_T1w.nii.gz")
+    assert iso.warnings == []
