@@ -64,6 +64,8 @@ def summarise(results, seconds):
     mild = [r for r in results if r["severity"] == "mild"]
     severe = [r for r in results if r["severity"] == "severe"]
     p = lambda rows: np.array([r["p_bad"] for r in rows])  # noqa: E731
+    by_artifact = {a: [r for r in severe if r["artifact"] == a] for a in ARTIFACTS}
+    by_artifact = {a: rows for a, rows in by_artifact.items() if rows}
     out = {
         "n_clean": len(clean), "n_mild": len(mild), "n_severe": len(severe),
         "auc_clean_vs_severe": round(auc(p(clean), p(severe)), 4),
@@ -74,14 +76,11 @@ def summarise(results, seconds):
         "mild_flagged_rate": round(float(np.mean([r["qc"] != "pass" for r in mild])), 4) if mild else None,
         "artifact_top1_severe": round(float(np.mean([r["top_artifact"] == r["artifact"] for r in severe])), 4)
         if severe else None,
-        "per_artifact_top1_severe": {a: round(float(np.mean([r["top_artifact"] == a for r in severe
-                                                             if r["artifact"] == a])), 3)
-                                     for a in ARTIFACTS if any(r["artifact"] == a for r in severe)},
-        "per_artifact_auc_severe": {a: round(auc(p(clean), p([r for r in severe if r["artifact"] == a])), 3)
-                                    for a in ARTIFACTS if any(r["artifact"] == a for r in severe)},
-        "per_artifact_severe_detected": {a: round(float(np.mean([r["qc"] == "fail" for r in severe
-                                                                 if r["artifact"] == a])), 3)
-                                         for a in ARTIFACTS if any(r["artifact"] == a for r in severe)},
+        "per_artifact_top1_severe": {a: round(float(np.mean([r["top_artifact"] == a for r in rows])), 3)
+                                     for a, rows in by_artifact.items()},
+        "per_artifact_auc_severe": {a: round(auc(p(clean), p(rows)), 3) for a, rows in by_artifact.items()},
+        "per_artifact_severe_detected": {a: round(float(np.mean([r["qc"] == "fail" for r in rows])), 3)
+                                         for a, rows in by_artifact.items()},
     }
     if seconds:
         out["seconds_per_volume"] = round(float(np.median(seconds)), 3)

@@ -26,11 +26,11 @@ class PredictQC(QCInterface):
     stage = "predict"
 
     def _stage(self, info, cwd):
-        from ..model.ensemble import load_cached
+        from ..model.ensemble import MC_SEED, load_cached
 
         ensemble = load_cached(self.inputs.model_dir)
         volume = np.asarray(nib.load(self.inputs.in_file).dataobj, dtype=np.float32)
-        result = ensemble.predict(volume, mc_samples=self.inputs.mc_samples or None, seed=0)
+        result = ensemble.predict(volume, mc_samples=self.inputs.mc_samples or None, seed=MC_SEED)
         threshold = self.inputs.threshold if self.inputs.threshold >= 0 else ensemble.threshold
         band = ensemble.uncertain_band
         if self.inputs.threshold >= 0:  # keep the band's width around a user threshold
@@ -42,4 +42,4 @@ class PredictQC(QCInterface):
                 "qc": result.verdicts(threshold, band)[0], "threshold": threshold,
                 "uncertain_band": list(band), "mc_samples": int(self.inputs.mc_samples or
                                                                 ensemble.card.get("mc_samples", 4)),
-                "mc_seed": 0, "model_id": ensemble.model_id, "n_folds": len(ensemble.models)}
+                "mc_seed": MC_SEED, "model_id": ensemble.model_id, "n_folds": len(ensemble.models)}

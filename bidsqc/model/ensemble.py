@@ -18,6 +18,7 @@ from .card import ModelCardError, ensemble_checksum, read_card
 LOGGER = logging.getLogger("bidsqc")
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "ensemble"
+MC_SEED = 0  # default seed of the MC-dropout masks (recorded as mc_seed in the outputs)
 
 
 @dataclass
@@ -119,7 +120,7 @@ class Ensemble:
     def checksum(self):
         return ensemble_checksum(self.model_dir, self.card)
 
-    def predict(self, volumes, mc_samples=None, batch_size=16, seed=0):
+    def predict(self, volumes, mc_samples=None, batch_size=16, seed=MC_SEED):
         """Predict z-scored volumes (n, *grid) with every fold and ``mc_samples`` MC-dropout
         passes each; returns a QCResult. Passes are batched: each copy gets its own mask.
         The dropout masks are drawn from ``seed`` afresh for every volume and fold, so a scan

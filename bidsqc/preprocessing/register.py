@@ -101,7 +101,7 @@ def register_affine(t1w_img, template, spacing_mm=4.0, iterations=(200, 100), se
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
 
 
-def _register_affine(t1w_img, template, spacing_mm=4.0, iterations=(200, 100), seed=1):
+def _register_affine(t1w_img, template, spacing_mm, iterations, seed):
     """Register ``t1w_img`` (RAS nibabel image) to ``template`` (bidsqc Template); return (4x4, info).
 
     Stage 1 (similarity) aligns a head to the whole-head template, or a skull-stripped

@@ -110,4 +110,3 @@ def test_fine_tuning_resumes_from_an_ensemble(tiny_ensemble, tmp_path, shared_da
     assert tuned["training"]["init_from"] == str(folder)
     assert tuned["input"]["shape"] == card["input"]["shape"]
     assert tuned["model_id"] != card["model_id"]
-
