@@ -1,8 +1,8 @@
 """``bidsqc --demo``: builds a dataset from nilearn's template and rates it with the shipped
 ensemble. Every corrupted scan is flagged for review (not `pass`) and the missing-coverage
-scan fails; clean scans never fail. Measured: p_bad 0.52 motion and 0.67 ghosting
-(`uncertain`, band 0.45-0.75), 0.83 missing coverage (`fail`), 0.44 and 0.47 clean. The
-shipped ensemble is weak (docs/model.md): it does not fail severe motion or ghosting."""
+scan fails; clean scans never fail. Measured with bidsqc-513a2c7c1bb6: p_bad 0.45 motion
+(`uncertain`: its fold models fall on both sides of the threshold 0.68) and 0.82 ghosting
+(`uncertain`, band 0.53-0.83), 0.99 missing coverage (`fail`), 0.16 and 0.25 clean (`pass`)."""
 
 from bidsqc.cli.run import main
 from bidsqc.outputs import read_tsv

@@ -29,7 +29,22 @@ def read_card(model_dir):
     for key in ("shape", "affine", "normalisation", "mask_file", "template"):
         if key not in card["input"]:
             raise ModelCardError(f"{path}: missing field input.{key!r}")
+    check_presmoothing(card, path)
     return card
+
+
+def check_presmoothing(card, path):
+    """Refuse a card whose ensemble saw images smoothed differently from this bidsqc's
+    preprocessing: its ratings would be meaningless, not just less accurate."""
+    from ..preprocessing.pipeline import PRESMOOTH_FWHM_MM
+
+    trained = card["input"].get("presmooth_fwhm_mm")
+    if trained is None or abs(float(trained) - PRESMOOTH_FWHM_MM) > 1e-6:
+        seen = ("smoothed to the grid spacing (cards without input.presmooth_fwhm_mm)" if trained is None
+                else f"smoothed to {trained} mm FWHM")
+        raise ModelCardError(f"{path}: this ensemble was trained on images {seen}, but this bidsqc "
+                             f"smooths to {PRESMOOTH_FWHM_MM} mm FWHM before resampling; retrain it "
+                             "with bidsqc-train (or --init-from it) or use the bidsqc version it came with")
 
 
 def write_json_atomic(path, payload):

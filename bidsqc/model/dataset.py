@@ -105,17 +105,19 @@ def _run_job(job, cache_dir):
 
 def build_dataset(scans, cache_dir, template_id, grid_shape, grid_affine, input_mask,
                   n_clean_variants=2, seed=0, nprocs=2, p_severe=0.6, every_severity=False,
-                  artifacts=ARTIFACTS):
+                  artifacts=ARTIFACTS, severities=("mild", "severe")):
     """Build (or resume) the cached training set for ``scans`` (dicts with subject,
     source_file and optional label/artifact); returns the manifest rows."""
     cache_dir = Path(cache_dir)
     (cache_dir / "volumes").mkdir(parents=True, exist_ok=True)
     checksums = {}
-    # volumes depend on the grid and the input mask, so both enter every cache key
+    # volumes depend on the grid, the input mask and the pre-smoothing: all enter every cache key
+    from ..preprocessing.pipeline import PRESMOOTH_FWHM_MM
+
     signature = hashlib.sha1(np.asarray(grid_affine, np.float64).tobytes() + str(
-        (tuple(grid_shape), int(np.asarray(input_mask).sum()))).encode()).hexdigest()[:12]
+        (tuple(grid_shape), int(np.asarray(input_mask).sum()), PRESMOOTH_FWHM_MM)).encode()).hexdigest()[:12]
     jobs = plan_variants(scans, n_clean_variants=n_clean_variants, seed=seed, p_severe=p_severe,
-                         every_severity=every_severity, artifacts=artifacts)
+                         every_severity=every_severity, artifacts=artifacts, severities=severities)
     for job in jobs:
         src = job["source_file"]
         if src not in checksums:

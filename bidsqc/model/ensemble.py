@@ -32,10 +32,13 @@ class QCResult:
     p_bad_folds: np.ndarray
 
     def verdicts(self, threshold, band):
-        """pass | fail | uncertain per volume: uncertain inside ``band`` = (low, high)."""
+        """pass | fail | uncertain per volume: ``uncertain`` inside ``band`` = (low, high),
+        and also wherever the fold models disagree, some fold's mean ``p_bad`` at or above
+        ``threshold`` and another's below: a verdict the ensemble is split on is left to a rater."""
         out = []
-        for p in self.p_bad:
-            if band[0] <= p <= band[1] and band[0] < band[1]:
+        for p, folds in zip(self.p_bad, self.p_bad_folds):
+            split = bool(np.any(folds >= threshold) and np.any(folds < threshold))
+            if split or (band[0] <= p <= band[1] and band[0] < band[1]):
                 out.append("uncertain")
             else:
                 out.append("fail" if p >= threshold else "pass")
@@ -157,6 +160,8 @@ def _seed_mc_dropout(model, seed):
     from .network import MCDropout
 
     for k, layer in enumerate(layer for layer in model.layers if isinstance(layer, MCDropout)):
+        if getattr(layer, "seed_generator", None) is None:
+            continue  # rate 0 (e.g. trained with --dropout 0): an identity with no random state
         state = layer.seed_generator.state
         state.assign(np.array([seed * 31 + k + 1, 0], dtype=state.dtype))
 

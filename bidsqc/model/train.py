@@ -24,7 +24,8 @@ from scipy import ndimage
 
 from .. import __version__
 from ..artifacts import ARTIFACTS
-from ..preprocessing.pipeline import DEFAULT_SHAPE, DEFAULT_SPACING_MM, make_grid, make_input_mask
+from ..preprocessing.pipeline import (DEFAULT_SHAPE, DEFAULT_SPACING_MM, PRESMOOTH_FWHM_MM, make_grid,
+                                      make_input_mask)
 from ..preprocessing.resample import zscore
 from .card import CARD_NAME, MASK_NAME, read_card, write_json_atomic
 from .dataset import build_dataset, file_checksum, load_volumes
@@ -81,16 +82,17 @@ def augment(volume, mask, background, rng, fields):
     """Training-time augmentation of one cached volume (0..1 scale) then z-scoring.
 
     - contrast: intensities raised to a power in 0.7..1.4,
-    - tissue outside the brain: with p=0.5, the subject's background voxels inside the
-      input mask (zero in skull-stripped scans) are filled with smooth random tissue of
-      random brightness, so "no skull" is never a cue for "good",
+    - tissue outside the brain: with p=0.5, smooth random tissue of random brightness is
+      added to the subject's background voxels inside the input mask (zero in
+      skull-stripped scans), so "no skull" is never a cue for "good". It is added, not
+      substituted, so ghosts, wrap-around and noise in that background stay visible,
     - left-right flip with p=0.5.
     """
     v = np.clip(volume.astype(np.float32), 0, None) ** rng.uniform(0.7, 1.4)
     if background is not None and rng.random() < 0.5:
         field = fields[rng.integers(len(fields))]
         level = rng.uniform(0.05, 0.7)
-        v = np.where(background, level * (0.5 + field), v)
+        v = np.where(background, v + level * (0.5 + field), v)
     if rng.random() < 0.5:
         v = v[::-1]
     return zscore(np.ascontiguousarray(v), mask)
@@ -310,8 +312,10 @@ def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", fol
     nib.save(nib.Nifti1Image(mask.astype(np.uint8), grid_affine), mask_tmp)
     os.replace(mask_tmp, out_dir / MASK_NAME)
 
+    # with exclude_mild only severe variants are planned (mild ones would be built, then dropped)
     rows, errors = build_dataset(scans, cache_dir, template_id, grid_shape, grid_affine, mask,
-                                 n_clean_variants=n_clean_variants, seed=seed, nprocs=nprocs)
+                                 n_clean_variants=n_clean_variants, seed=seed, nprocs=nprocs,
+                                 severities=("severe",) if exclude_mild else ("mild", "severe"))
     if errors:
         LOGGER.warning("dataset: %d volumes failed and are left out", len(errors))
     manifest_sha = file_checksum(cache_dir / "manifest.tsv")
@@ -419,6 +423,7 @@ def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", fol
                   "affine": np.asarray(grid_affine).round(4).tolist(), "template": template_id,
                   "space": f"{template_id} world coordinates (mm)",
                   "normalisation": "zscore inside the input mask, zero outside",
+                  "presmooth_fwhm_mm": PRESMOOTH_FWHM_MM,
                   "mask_file": MASK_NAME, "registration": "affine (SimpleITK, Mattes MI)"},
         "artifacts": artifacts,
         "folds": fold_files,
@@ -426,7 +431,8 @@ def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", fol
         "decision": {"threshold": threshold,
                      "uncertain_band": [round(max(0.0, threshold - UNCERTAIN_HALF_WIDTH), 3),
                                         round(min(1.0, threshold + UNCERTAIN_HALF_WIDTH), 3)],
-                     "rule": "fail if p_bad >= threshold, pass below; uncertain inside the band",
+                     "rule": "fail if p_bad >= threshold, pass below; uncertain inside the band or where "
+                             "the fold models' mean p_bad fall on both sides of the threshold",
                      "threshold_choice": "best balanced accuracy with specificity >= 0.95 on out-of-fold predictions"},
         "architecture": {"levels": levels, "base_filters": base_filters, "dropout": dropout,
                          "dense_units": [256, 64], "dense_dropout": dense_dropout,

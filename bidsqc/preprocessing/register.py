@@ -5,6 +5,8 @@ Images cross between nibabel (RAS+) and SimpleITK (LPS+) here only. The returned
 (mm, RAS), which is what resampling onto the template grid needs.
 """
 
+import threading
+
 import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
@@ -12,6 +14,9 @@ from scipy import ndimage
 
 STRIPPED_MAX_ML = 2600.0
 _LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+# SimpleITK's default thread count is process-wide: registrations from several threads
+# (a threaded Nipype plugin, dask) take turns, so none restores another's setting mid-run
+_THREADS_LOCK = threading.Lock()
 
 
 def to_sitk(img, dtype=np.float32):
@@ -92,13 +97,19 @@ def _foreground_ml(mask, spacing_mm):
 def register_affine(t1w_img, template, spacing_mm=4.0, iterations=(200, 100), seed=1):
     """Single-threaded (see ``_register_affine``): ITK's multi-threaded metric sums in a
     varying order, which made the transform, and p_bad by up to 0.05, differ from run to
-    run on the same scan; one thread makes a scan's rating reproducible."""
-    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-    try:
-        return _register_affine(t1w_img, template, spacing_mm, iterations, seed)
-    finally:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+    run on the same scan; one thread makes a scan's rating reproducible.
+
+    The thread count is set through SimpleITK's process-wide default (the training cache
+    was built that way; setting it on the registration method alone moves transforms by
+    up to 2e-4 mm). Calls from several threads are serialised by a lock; other SimpleITK
+    code running in another thread during a registration also runs single-threaded."""
+    with _THREADS_LOCK:
+        threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+        try:
+            return _register_affine(t1w_img, template, spacing_mm, iterations, seed)
+        finally:
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
 
 
 def _register_affine(t1w_img, template, spacing_mm, iterations, seed):

@@ -7,15 +7,19 @@ import SimpleITK as sitk
 from .register import _LPS, to_sitk
 
 
-def resample_to_grid(t1w_img, template_to_t1w, grid_shape, grid_affine):
+def resample_to_grid(t1w_img, template_to_t1w, grid_shape, grid_affine, fwhm_mm=None):
     """Resample ``t1w_img`` onto a template-space grid; returns (grid_shape) float32.
 
     ``template_to_t1w`` (4x4, RAS mm) maps template world to image world. The image is
-    Gaussian-smoothed first so that every native resolution is low-passed alike.
+    Gaussian-smoothed first to an effective resolution of ``fwhm_mm`` (default: the grid
+    spacing, full anti-aliasing), so that every native resolution is low-passed alike.
+    Voxels already coarser than ``fwhm_mm`` are left as they are along that axis.
     """
     moving = to_sitk(t1w_img)
     spacing = np.array(moving.GetSpacing())
     target = float(np.mean(np.sqrt((np.asarray(grid_affine)[:3, :3] ** 2).sum(axis=0))))
+    if fwhm_mm is not None:
+        target = float(fwhm_mm)
     sigma = np.sqrt(np.maximum(target ** 2 - spacing ** 2, 0)) / 2.355
     if sigma.max() > 0:
         moving = sitk.SmoothingRecursiveGaussian(moving, [float(max(s, 1e-3)) for s in sigma])

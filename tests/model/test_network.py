@@ -50,3 +50,33 @@ def test_dice_loss_weights_the_rare_class():
     assert 0 <= missed_rare <= 1
     with pytest.raises(ValueError, match="unknown loss"):
         get_loss("focal")
+
+
+def test_dense_only_mc_dropout_is_seeded_and_spreads():
+    """The shipped recipe (--dropout 0: MC dropout in the dense layers only) still gives a
+    spread, and seeding the dropout masks makes a prediction repeatable."""
+    from bidsqc.model.ensemble import _seed_mc_dropout
+
+    keras.utils.set_random_seed(0)
+    net = build_network((32, 32, 32), n_artifacts=10, dropout=0.0, dense_dropout=0.1)
+    x = np.repeat(np.random.default_rng(0).normal(size=(1, 32, 32, 32, 1)).astype("float32"), 8, axis=0)
+    runs = []
+    for _ in range(2):
+        _seed_mc_dropout(net, 7)
+        runs.append(np.asarray(net.predict_on_batch(x)["p_bad"])[:, 0])
+    assert np.array_equal(runs[0], runs[1])
+    assert np.std(runs[0]) > 1e-5
+
+
+def test_verdict_is_uncertain_where_the_fold_models_disagree():
+    """pass/fail need the fold models on one side of the threshold; inside the band, or
+    with the folds split, the scan is left to a rater."""
+    from bidsqc.model.ensemble import QCResult
+
+    folds = np.array([[0.1, 0.2, 0.15],     # all below: pass
+                      [0.2, 0.3, 0.9],      # mean 0.47 below the band, one fold above: uncertain
+                      [0.9, 0.95, 0.85],    # all above: fail
+                      [0.55, 0.5, 0.58],    # all below but inside the band: uncertain
+                      [0.8, 0.9, 0.55]])    # mean 0.75 above the band, one fold below: uncertain
+    result = QCResult(p_bad=folds.mean(axis=1), p_bad_std=folds.std(axis=1), p_artifacts={}, p_bad_folds=folds)
+    assert result.verdicts(0.6, (0.5, 0.7)) == ["pass", "uncertain", "fail", "uncertain", "uncertain"]

@@ -11,9 +11,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from bidsqc.artifacts import ARTIFACTS
 from bidsqc.model.card import ModelCardError, read_card
+from bidsqc.model.dataset import plan_variants
 from bidsqc.model.ensemble import Ensemble
-from bidsqc.model.train import read_labels, train_ensemble
+from bidsqc.model.train import augment, read_labels, train_ensemble
+from bidsqc.preprocessing.pipeline import PRESMOOTH_FWHM_MM
+from bidsqc.preprocessing.resample import zscore
 
 TINY_GRID = (32, 38, 32)
 
@@ -110,3 +114,71 @@ def test_fine_tuning_resumes_from_an_ensemble(tiny_ensemble, tmp_path, shared_da
     assert tuned["training"]["init_from"] == str(folder)
     assert tuned["input"]["shape"] == card["input"]["shape"]
     assert tuned["model_id"] != card["model_id"]
+
+
+def test_a_card_from_other_presmoothing_fails_clearly(tiny_ensemble, tmp_path):
+    folder, card = tiny_ensemble
+    assert card["input"]["presmooth_fwhm_mm"] == PRESMOOTH_FWHM_MM
+    other = tmp_path / "other"
+    shutil.copytree(folder, other)
+    for value, message in ((2.5, "smoothed to 2.5 mm FWHM"), (None, "smoothed to the grid spacing")):
+        card["input"]["presmooth_fwhm_mm"] = value
+        if value is None:
+            del card["input"]["presmooth_fwhm_mm"]
+        (other / "model_card.json").write_text(json.dumps(card))
+        with pytest.raises(ModelCardError, match=message):
+            Ensemble.load(other)
+
+
+class _AlwaysFill:
+    """A stand-in random generator that takes every augmentation branch at its strongest."""
+
+    def random(self):
+        return 0.0
+
+    def uniform(self, low, high):
+        return high
+
+    def integers(self, n):
+        return 0
+
+
+def test_background_tissue_is_added_without_erasing_ghosts():
+    """The skull augmentation adds tissue to the background: a faint ghost there stays
+    brighter than the rest of the background, even under the brightest tissue."""
+    shape = (16, 20, 16)
+    mask = np.zeros(shape, bool)
+    mask[2:14, 2:18, 2:14] = True
+    volume = np.zeros(shape, np.float32)
+    volume[5:11, 6:14, 5:8] = 0.5  # grey matter
+    volume[5:11, 6:14, 8:11] = 0.9  # white matter
+    grey, white = volume == 0.5, volume == 0.9
+    background = mask & (volume == 0)
+    ghost = background.copy()
+    ghost[:, :, 8:] = False
+    ghost[:, 4:, :] = False  # a band over all x, so a left-right flip keeps it in place
+    rest = background & ~ghost
+    ghosted = volume.copy()
+    ghosted[ghost] = 0.15
+    fields = np.zeros((1,) + shape, np.float32)  # uniform tissue: any contrast left comes from the ghost
+    out = augment(ghosted, mask, background, _AlwaysFill(), fields)
+    plain = zscore(ghosted, mask)
+    def background_to_grey(v):  # relative to the grey-white contrast
+        return (v[grey].mean() - v[rest].mean()) / (v[white].mean() - v[grey].mean())
+
+    # the tissue went in: the background came closer to grey matter ...
+    assert background_to_grey(out) < 0.5 * background_to_grey(plain)
+    # ... and the ghost is still there on top of it
+    assert out[ghost].mean() - out[rest].mean() > 0.1
+    for seed in range(12):  # and with the drawn parameters
+        out = augment(ghosted, mask, background, np.random.default_rng(seed), fields)
+        assert out[ghost].mean() - out[rest].mean() > 0.1
+
+
+def test_excluding_mild_artifacts_plans_only_severe_volumes():
+    scans = [{"subject": "sub-01", "source_file": "a.nii.gz"}, {"subject": "sub-02", "source_file": "b.nii.gz"}]
+    jobs = plan_variants(scans, n_clean_variants=1, severities=("severe",))
+    artifact_jobs = [j for j in jobs if j["label"] == 1.0]
+    assert len(artifact_jobs) == 2 * len(ARTIFACTS)
+    assert {j["severity"] for j in artifact_jobs} == {"severe"}
+    assert len(jobs) == 2 * (2 + len(ARTIFACTS))

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from bidsqc.preprocessing.conform import load_image
-from bidsqc.preprocessing.pipeline import DEFAULT_SHAPE, make_grid, make_input_mask, preprocess
+from bidsqc.preprocessing.pipeline import (DEFAULT_SHAPE, PRESMOOTH_FWHM_MM, make_grid, make_input_mask,
+                                           preprocess)
 from bidsqc.preprocessing.register import read_itk_affine, register_affine, write_itk_affine
-from bidsqc.preprocessing.resample import zscore
+from bidsqc.preprocessing.resample import resample_to_grid, zscore
 
 
 def test_recovers_a_known_shift_and_rotation(nlin6):
@@ -72,3 +73,44 @@ def test_registration_is_reproducible(nlin6, stripped_t1w):
     first, _ = register_affine(ras, nlin6)
     second, _ = register_affine(ras, nlin6)
     assert np.array_equal(first, second)
+
+
+def test_presmoothing_keeps_the_fine_texture_that_artifacts_leave():
+    """Noise survives onto the 2.5 mm grid when the image is smoothed only to
+    PRESMOOTH_FWHM_MM; full anti-aliasing (to the grid spacing) averages most of it away."""
+    rng = np.random.default_rng(0)
+    data = (100 + 10 * rng.standard_normal((120, 120, 120))).astype(np.float32)
+    img = nib.Nifti1Image(data, np.diag([1.0, 1.0, 1.0, 1.0]))
+    grid = np.diag([2.5, 2.5, 2.5, 1.0])
+    grid[:3, 3] = 20.0
+    light = resample_to_grid(img, np.eye(4), (24, 24, 24), grid, fwhm_mm=PRESMOOTH_FWHM_MM)
+    full = resample_to_grid(img, np.eye(4), (24, 24, 24), grid)
+    assert abs(light.mean() - 100) < 1 and abs(full.mean() - 100) < 1
+    assert light.std() > 1.5 * full.std()
+    assert light.std() > 2.0  # a tenth of the native noise (sd 10) at least is left
+
+
+def test_registrations_from_threads_match_and_restore_the_thread_setting(nlin6, stripped_t1w):
+    """Registrations run from several threads (a threaded Nipype plugin) give the same
+    transform as one run alone, and SimpleITK's process-wide thread count is restored."""
+    import threading
+
+    import SimpleITK as sitk
+
+    from bidsqc.preprocessing.conform import conform
+
+    ras, _ = conform(load_image(stripped_t1w))
+    alone, _ = register_affine(ras, nlin6)
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    results = [None] * 3
+
+    def run(i):
+        results[i] = register_affine(ras, nlin6)[0]
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(np.array_equal(r, alone) for r in results)
+    assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == before
