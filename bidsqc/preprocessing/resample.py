@@ -17,8 +17,9 @@ def resample_to_grid(t1w_img, template_to_t1w, grid_shape, grid_affine, fwhm_mm=
     """
     moving = to_sitk(t1w_img)
     spacing = np.array(moving.GetSpacing())
-    target = float(np.mean(np.sqrt((np.asarray(grid_affine)[:3, :3] ** 2).sum(axis=0))))
-    if fwhm_mm is not None:
+    if fwhm_mm is None:
+        target = float(np.mean(np.sqrt((np.asarray(grid_affine)[:3, :3] ** 2).sum(axis=0))))
+    else:
         target = float(fwhm_mm)
     sigma = np.sqrt(np.maximum(target ** 2 - spacing ** 2, 0)) / 2.355
     if sigma.max() > 0:

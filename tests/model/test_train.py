@@ -117,10 +117,11 @@ def test_fine_tuning_resumes_from_an_ensemble(tiny_ensemble, tmp_path, shared_da
 
 
 def test_a_card_from_other_presmoothing_fails_clearly(tiny_ensemble, tmp_path):
-    folder, card = tiny_ensemble
-    assert card["input"]["presmooth_fwhm_mm"] == PRESMOOTH_FWHM_MM
+    folder, _ = tiny_ensemble
     other = tmp_path / "other"
     shutil.copytree(folder, other)
+    card = json.loads((other / "model_card.json").read_text())  # a copy: the fixture's card stays intact
+    assert card["input"]["presmooth_fwhm_mm"] == PRESMOOTH_FWHM_MM
     for value, message in ((2.5, "smoothed to 2.5 mm FWHM"), (None, "smoothed to the grid spacing")):
         card["input"]["presmooth_fwhm_mm"] = value
         if value is None:
