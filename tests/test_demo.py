@@ -1,8 +1,9 @@
 """``bidsqc --demo``: builds a dataset from nilearn's template and rates it with the shipped
 ensemble. Every corrupted scan is flagged for review (not `pass`) and the missing-coverage
-scan fails; clean scans never fail. Measured with bidsqc-513a2c7c1bb6: p_bad 0.45 motion
-(`uncertain`: its fold models fall on both sides of the threshold 0.68) and 0.82 ghosting
-(`uncertain`, band 0.53-0.83), 0.99 missing coverage (`fail`), 0.16 and 0.25 clean (`pass`)."""
+scan fails; clean scans never fail. Measured with bidsqc-d94b543bc55d: p_bad 0.72 motion
+(`uncertain`: below the band 0.768-0.919, but its fold models fall on both sides of the
+threshold 0.86) and 0.94 ghosting (`uncertain`: above the band, fold models split), 1.00
+missing coverage (`fail`), 0.13 and 0.28 clean (`pass`)."""
 
 from bidsqc.cli.run import main
 from bidsqc.outputs import read_tsv

@@ -26,16 +26,15 @@ class PredictQC(QCInterface):
     stage = "predict"
 
     def _stage(self, info, cwd):
-        from ..model.ensemble import MC_SEED, load_cached
+        from ..model.ensemble import MC_SEED, band_half_width_logit, load_cached, uncertain_band
 
         ensemble = load_cached(self.inputs.model_dir)
         volume = np.asarray(nib.load(self.inputs.in_file).dataobj, dtype=np.float32)
         result = ensemble.predict(volume, mc_samples=self.inputs.mc_samples or None, seed=MC_SEED)
         threshold = self.inputs.threshold if self.inputs.threshold >= 0 else ensemble.threshold
         band = ensemble.uncertain_band
-        if self.inputs.threshold >= 0:  # keep the band's width around a user threshold
-            half = (band[1] - band[0]) / 2
-            band = (max(0.0, threshold - half), min(1.0, threshold + half))
+        if self.inputs.threshold >= 0:  # keep the band's width (in log-odds) around a user threshold
+            band = uncertain_band(threshold, band_half_width_logit(band))
         p_artifacts = {a: round(float(v[0]), 4) for a, v in result.p_artifacts.items()}
         return {"p_bad": round(float(result.p_bad[0]), 4), "p_bad_std": round(float(result.p_bad_std[0]), 4),
                 "p_artifacts": p_artifacts, "likely_artifact": max(p_artifacts, key=p_artifacts.get),

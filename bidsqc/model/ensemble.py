@@ -19,6 +19,28 @@ LOGGER = logging.getLogger("bidsqc")
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "ensemble"
 MC_SEED = 0  # default seed of the MC-dropout masks (recorded as mc_seed in the outputs)
+# half-width of the uncertain band in log-odds: +-0.15 around a threshold of 0.5
+UNCERTAIN_HALF_WIDTH_LOGIT = float(np.log(0.65 / 0.35))
+
+
+def _logit(p):
+    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def uncertain_band(threshold, half_width_logit=UNCERTAIN_HALF_WIDTH_LOGIT):
+    """The uncertain band (low, high) around ``threshold``: +-``half_width_logit`` in log-odds.
+    It is +-0.15 around 0.5 and narrows towards 0 and 1, so a threshold near either end
+    still leaves room for ``fail`` and ``pass`` (a band of +-0.15 in probability around a
+    threshold of 0.86 would reach 1 and no scan could fail)."""
+    centre = _logit(threshold)
+    low, high = (1 / (1 + np.exp(-(centre + d))) for d in (-half_width_logit, half_width_logit))
+    return round(float(low), 3), round(float(high), 3)
+
+
+def band_half_width_logit(band):
+    """The log-odds half-width of a band (low, high), to move it to another threshold."""
+    return float((_logit(band[1]) - _logit(band[0])) / 2)
 
 
 @dataclass

@@ -80,3 +80,23 @@ def test_verdict_is_uncertain_where_the_fold_models_disagree():
                       [0.8, 0.9, 0.55]])    # mean 0.75 above the band, one fold below: uncertain
     result = QCResult(p_bad=folds.mean(axis=1), p_bad_std=folds.std(axis=1), p_artifacts={}, p_bad_folds=folds)
     assert result.verdicts(0.6, (0.5, 0.7)) == ["pass", "uncertain", "fail", "uncertain", "uncertain"]
+
+
+def test_uncertain_band_leaves_room_for_pass_and_fail():
+    """The band is +-0.15 around 0.5 and narrows in log-odds towards 0 and 1: around a
+    threshold of 0.86 a +-0.15 band would reach 1 and make `fail` unreachable."""
+    from bidsqc.model.ensemble import (UNCERTAIN_HALF_WIDTH_LOGIT, QCResult, band_half_width_logit,
+                                       uncertain_band)
+
+    assert uncertain_band(0.5) == (0.35, 0.65)
+    for threshold in (0.02, 0.3, 0.68, 0.86, 0.97):
+        low, high = uncertain_band(threshold)
+        assert 0 < low < threshold < high < 1
+        assert band_half_width_logit((low, high)) == pytest.approx(UNCERTAIN_HALF_WIDTH_LOGIT, abs=0.02)
+    folds = np.array([[0.99, 0.98, 0.99], [0.1, 0.05, 0.08]])
+    result = QCResult(p_bad=folds.mean(axis=1), p_bad_std=folds.std(axis=1), p_artifacts={}, p_bad_folds=folds)
+    assert result.verdicts(0.86, uncertain_band(0.86)) == ["fail", "pass"]
+    assert result.verdicts(0.86, (0.71, 1.0)) == ["uncertain", "pass"]  # the clipped band of old
+    # a band moved to another threshold keeps its width in log-odds
+    wide = uncertain_band(0.6, 1.0)
+    assert band_half_width_logit(uncertain_band(0.95, band_half_width_logit(wide))) == pytest.approx(1.0, abs=0.02)

@@ -14,7 +14,7 @@ import pytest
 from bidsqc.artifacts import ARTIFACTS
 from bidsqc.model.card import ModelCardError, read_card
 from bidsqc.model.dataset import plan_variants
-from bidsqc.model.ensemble import Ensemble
+from bidsqc.model.ensemble import Ensemble, band_half_width_logit, uncertain_band
 from bidsqc.model.train import augment, read_labels, train_ensemble
 from bidsqc.preprocessing.pipeline import PRESMOOTH_FWHM_MM
 from bidsqc.preprocessing.resample import zscore
@@ -56,6 +56,7 @@ def test_training_writes_a_complete_ensemble(tiny_ensemble):
     assert not subjects[0] & subjects[1]
     lo, hi = card["decision"]["uncertain_band"]
     assert lo <= card["decision"]["threshold"] <= hi
+    assert (lo, hi) == uncertain_band(card["decision"]["threshold"])
 
 
 def test_application_loads_and_runs_the_trained_ensemble(tiny_ensemble, stripped_t1w, tmp_path):
@@ -100,6 +101,25 @@ def test_a_card_that_does_not_match_its_models_fails_clearly(tiny_ensemble, tmp_
     (broken / "model_card.json").unlink()
     with pytest.raises(ModelCardError, match="no model_card.json"):
         Ensemble.load(broken)
+
+
+def test_a_user_threshold_near_1_keeps_a_band_that_lets_scans_fail(tiny_ensemble, tmp_path):
+    """PredictQC moves the card's band to a user threshold in log-odds, so the band stays
+    inside 0..1 (a band clipped at 1 would leave no p_bad that fails)."""
+    from bidsqc.interfaces.predict import PredictQC
+
+    folder, card = tiny_ensemble
+    volume = tmp_path / "grid.nii.gz"
+    x = np.random.default_rng(3).normal(size=TINY_GRID).astype(np.float32)
+    nib.save(nib.Nifti1Image(x, np.asarray(card["input"]["affine"])), volume)
+    half = band_half_width_logit(card["decision"]["uncertain_band"])
+    for threshold in (0.97, 0.03):
+        info = PredictQC(in_file=str(volume), model_dir=str(folder), threshold=threshold).run().outputs.info
+        assert "error" not in info, info.get("error")
+        low, high = info["uncertain_band"]
+        assert (low, high) == uncertain_band(threshold, half)
+        assert 0 < low < threshold < high < 1
+        assert info["threshold"] == threshold and info["qc"] in ("pass", "fail", "uncertain")
 
 
 def test_fine_tuning_resumes_from_an_ensemble(tiny_ensemble, tmp_path, shared_data):
