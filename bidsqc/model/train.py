@@ -29,7 +29,7 @@ from ..preprocessing.pipeline import (DEFAULT_SHAPE, DEFAULT_SPACING_MM, PRESMOO
 from ..preprocessing.resample import zscore
 from .card import CARD_NAME, MASK_NAME, read_card, write_json_atomic
 from .dataset import build_dataset, file_checksum, load_volumes
-from .ensemble import uncertain_band
+from .ensemble import UNCERTAIN_HALF_WIDTH_LOGIT, uncertain_band
 
 LOGGER = logging.getLogger("bidsqc")
 
@@ -433,7 +433,8 @@ def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", fol
                      "rule": "fail if p_bad >= threshold, pass below; uncertain inside the band or where "
                              "the fold models' mean p_bad fall on both sides of the threshold",
                      "threshold_choice": "best balanced accuracy with specificity >= 0.95 on out-of-fold predictions",
-                     "band_choice": "+-0.62 in log-odds around the threshold (+-0.15 around 0.5)"},
+                     "band_choice": f"+-{UNCERTAIN_HALF_WIDTH_LOGIT:.2f} in log-odds around the threshold "
+                                    "(+-0.15 around 0.5)"},
         "architecture": {"levels": levels, "base_filters": base_filters, "dropout": dropout,
                          "dense_units": [256, 64], "dense_dropout": dense_dropout,
                          "heads": {"p_bad": "sigmoid", "artifacts": "sigmoid per artifact type"}},
