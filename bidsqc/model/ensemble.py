@@ -105,7 +105,15 @@ class Ensemble:
 
     @property
     def uncertain_band(self):
-        return tuple(float(b) for b in self.card["decision"]["uncertain_band"])
+        """The card's band; a band clipped at 0 or 1 (cards written before the log-odds band,
+        where fail or pass could become unreachable) is replaced by ``uncertain_band``."""
+        band = tuple(float(b) for b in self.card["decision"]["uncertain_band"])
+        if (band[0] <= 0 or band[1] >= 1) and 0 < self.threshold < 1:
+            LOGGER.warning("%s: the model card's uncertain band %s reaches 0 or 1; using %s (+-%.2f in "
+                           "log-odds around the threshold) instead", self.model_dir, list(band),
+                           list(uncertain_band(self.threshold)), UNCERTAIN_HALF_WIDTH_LOGIT)
+            band = uncertain_band(self.threshold)
+        return band
 
     @classmethod
     def load(cls, model_dir=None):

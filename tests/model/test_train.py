@@ -122,6 +122,21 @@ def test_a_user_threshold_near_1_keeps_a_band_that_lets_scans_fail(tiny_ensemble
         assert info["threshold"] == threshold and info["qc"] in ("pass", "fail", "uncertain")
 
 
+def test_a_card_with_a_clipped_band_gets_the_log_odds_band(tiny_ensemble, tmp_path):
+    """A card written with the old +-0.15 band clipped at 1 (threshold 0.86 -> 0.71-1.0, where
+    no scan could fail) is read with the log-odds band instead."""
+    folder, _ = tiny_ensemble
+    old = tmp_path / "old"
+    shutil.copytree(folder, old)
+    card = json.loads((old / "model_card.json").read_text())
+    card["decision"].update(threshold=0.86, uncertain_band=[0.71, 1.0])
+    (old / "model_card.json").write_text(json.dumps(card))
+    assert Ensemble.load(old).uncertain_band == uncertain_band(0.86)
+    card["decision"]["uncertain_band"] = [0.7, 0.9]  # a band inside 0..1 is kept as written
+    (old / "model_card.json").write_text(json.dumps(card))
+    assert Ensemble.load(old).uncertain_band == (0.7, 0.9)
+
+
 def test_fine_tuning_resumes_from_an_ensemble(tiny_ensemble, tmp_path, shared_data):
     folder, card = tiny_ensemble
     labels = tmp_path / "ratings.tsv"
