@@ -82,6 +82,16 @@ class Ensemble:
         self.card = card
         self.models = models
         self.mask = mask
+        # the card's band; a band clipped at 0 or 1 (cards written before the log-odds band,
+        # where fail or pass could become unreachable) is replaced once, here, with a warning
+        band = tuple(float(b) for b in card["decision"]["uncertain_band"])
+        if (band[0] <= 0 or band[1] >= 1) and 0 < self.threshold < 1:
+            fixed = uncertain_band(self.threshold)
+            LOGGER.warning("%s: the model card's uncertain band %s reaches 0 or 1; using %s (+-%.2f in "
+                           "log-odds around the threshold) instead", self.model_dir, list(band), list(fixed),
+                           UNCERTAIN_HALF_WIDTH_LOGIT)
+            band = fixed
+        self.uncertain_band = band
 
     @property
     def grid_shape(self):
@@ -102,18 +112,6 @@ class Ensemble:
     @property
     def threshold(self):
         return float(self.card["decision"]["threshold"])
-
-    @property
-    def uncertain_band(self):
-        """The card's band; a band clipped at 0 or 1 (cards written before the log-odds band,
-        where fail or pass could become unreachable) is replaced by ``uncertain_band``."""
-        band = tuple(float(b) for b in self.card["decision"]["uncertain_band"])
-        if (band[0] <= 0 or band[1] >= 1) and 0 < self.threshold < 1:
-            LOGGER.warning("%s: the model card's uncertain band %s reaches 0 or 1; using %s (+-%.2f in "
-                           "log-odds around the threshold) instead", self.model_dir, list(band),
-                           list(uncertain_band(self.threshold)), UNCERTAIN_HALF_WIDTH_LOGIT)
-            band = uncertain_band(self.threshold)
-        return band
 
     @classmethod
     def load(cls, model_dir=None):

@@ -312,15 +312,13 @@ def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", fol
     nib.save(nib.Nifti1Image(mask.astype(np.uint8), grid_affine), mask_tmp)
     os.replace(mask_tmp, out_dir / MASK_NAME)
 
-    # with exclude_mild only severe variants are planned (mild ones would be built, then dropped)
+    # with exclude_mild only severe variants are planned, so no mild volume is built or trained on
     rows, errors = build_dataset(scans, cache_dir, template_id, grid_shape, grid_affine, mask,
                                  n_clean_variants=n_clean_variants, seed=seed, nprocs=nprocs,
                                  severities=("severe",) if exclude_mild else ("mild", "severe"))
     if errors:
         LOGGER.warning("dataset: %d volumes failed and are left out", len(errors))
     manifest_sha = file_checksum(cache_dir / "manifest.tsv")
-    if exclude_mild:
-        rows = [r for r in rows if r["severity"] != "mild"]
     volumes = load_volumes(cache_dir, rows)
     y_bad, y_art = _targets(rows, artifacts)
     is_bad = (y_bad > 0).astype(int)
