@@ -98,6 +98,10 @@ def get_train_parser():
     parser.add_argument("--spacing", type=float, default=None, help="grid spacing in mm (default 2.5)")
     parser.add_argument("--clean-variants", type=int, default=2,
                         help="clean contrast/bias/resolution variations per good scan")
+    parser.add_argument("--raw-scan-variation", action="store_true",
+                        help="clean variations also carry raw-scan noise and sharpening, and stripped scans "
+                             "get layered scalp tissue (raw heads rated cleaner; see docs/model.md: not the "
+                             "shipped recipe, spike and ghosting detection fell)")
     parser.add_argument("--mc-samples", type=int, default=4, help="MC passes stored as the default")
     parser.add_argument("--exclude-mild", action="store_true",
                         help="train on clean and severe volumes only (mild ones are cached but left out)")

@@ -36,7 +36,7 @@ def main(argv=None):
                    mc_samples=args.mc_samples, levels=args.levels, base_filters=args.base_filters,
                    dropout=args.dropout, dense_dropout=args.dense_dropout,
                    spacing_mm=args.spacing or DEFAULT_SPACING_MM, grid_shape=tuple(args.grid or DEFAULT_SHAPE),
-                   holdout=holdout, exclude_mild=args.exclude_mild)
+                   holdout=holdout, exclude_mild=args.exclude_mild, raw_scan_variation=args.raw_scan_variation)
     return 0
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import ARTIFACTS, apply_artifact, sample_params
-from ..artifacts.simulators import sample_clean_variation
+from ..artifacts.simulators import CLEAN_RANGES, RANGES, sample_clean_variation
 
 LOGGER = logging.getLogger("bidsqc")
 
@@ -34,11 +34,12 @@ def file_checksum(path, chunk=1 << 20):
 
 
 def plan_variants(scans, n_clean_variants=2, severities=("mild", "severe"), p_severe=0.6, seed=0,
-                  every_severity=False, artifacts=ARTIFACTS):
+                  every_severity=False, artifacts=ARTIFACTS, raw_scan_variation=False):
     """One job per training volume: each good scan as is, ``n_clean_variants`` clean
     variations and one simulated version per artifact (severity drawn, P(severe)=p_severe;
     with ``every_severity`` one per artifact and severity); scans rated bad by a user
-    enter as they are. Returns a list of job dicts."""
+    enter as they are. With ``raw_scan_variation`` the clean variations also carry raw-scan
+    noise and sharpening. Returns a list of job dicts."""
     rng = np.random.default_rng(seed)
     jobs = []
     for scan in scans:
@@ -50,7 +51,7 @@ def plan_variants(scans, n_clean_variants=2, severities=("mild", "severe"), p_se
         jobs.append(dict(base, variant="original", artifact="none", severity="none", label=0.0, seed=None))
         for i in range(n_clean_variants):
             jobs.append(dict(base, variant=f"clean{i}", artifact="clean", severity="none", label=0.0,
-                             seed=int(rng.integers(2 ** 31))))
+                             seed=int(rng.integers(2 ** 31)), raw_scan=bool(raw_scan_variation)))
         for artifact in artifacts:
             drawn = severities[-1] if rng.random() < p_severe else severities[0]
             for severity in (severities if every_severity else (drawn,)):
@@ -61,7 +62,11 @@ def plan_variants(scans, n_clean_variants=2, severities=("mild", "severe"), p_se
 
 
 def _job_key(job, checksum, signature):
-    text = json.dumps([checksum, job["variant"], job["artifact"], job["severity"], job["seed"], signature])
+    """Cache key of a job: the source scan, the variant, its seed, the grid signature and
+    the parameter ranges its parameters are drawn from (so widening a range rebuilds)."""
+    ranges = CLEAN_RANGES if job["artifact"] == "clean" else RANGES.get(job["artifact"])
+    text = json.dumps([checksum, job["variant"], job["artifact"], job["severity"], job["seed"], signature,
+                       ranges] + ([True] if job.get("raw_scan") else []))
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
@@ -84,7 +89,7 @@ def _run_job(job, cache_dir):
     img, _ = conform(load_image(job["source_file"]), name=job["source_file"])
     params = {}
     if job["artifact"] == "clean":
-        params = sample_clean_variation(np.random.default_rng(job["seed"]))
+        params = sample_clean_variation(np.random.default_rng(job["seed"]), raw_scan=job.get("raw_scan", False))
         img = apply_artifact(img, "clean", params)
     elif job["artifact"] in ARTIFACTS and job["seed"] is not None:
         rng = np.random.default_rng(job["seed"])
@@ -105,7 +110,7 @@ def _run_job(job, cache_dir):
 
 def build_dataset(scans, cache_dir, template_id, grid_shape, grid_affine, input_mask,
                   n_clean_variants=2, seed=0, nprocs=2, p_severe=0.6, every_severity=False,
-                  artifacts=ARTIFACTS, severities=("mild", "severe")):
+                  artifacts=ARTIFACTS, severities=("mild", "severe"), raw_scan_variation=False):
     """Build (or resume) the cached training set for ``scans`` (dicts with subject,
     source_file and optional label/artifact); returns the manifest rows."""
     cache_dir = Path(cache_dir)
@@ -117,7 +122,8 @@ def build_dataset(scans, cache_dir, template_id, grid_shape, grid_affine, input_
     signature = hashlib.sha1(np.asarray(grid_affine, np.float64).tobytes() + str(
         (tuple(grid_shape), int(np.asarray(input_mask).sum()), PRESMOOTH_FWHM_MM)).encode()).hexdigest()[:12]
     jobs = plan_variants(scans, n_clean_variants=n_clean_variants, seed=seed, p_severe=p_severe,
-                         every_severity=every_severity, artifacts=artifacts, severities=severities)
+                         every_severity=every_severity, artifacts=artifacts, severities=severities,
+                         raw_scan_variation=raw_scan_variation)
     for job in jobs:
         src = job["source_file"]
         if src not in checksums:

@@ -78,42 +78,82 @@ def smooth_fields(shape, n, rng, sigma=3.0):
     return np.stack(fields).astype(np.float32)
 
 
-def augment(volume, mask, background, rng, fields):
+def scalp_layers(background, distance, rng, fields):
+    """Layered non-brain tissue for the background voxels of a skull-stripped scan, the way
+    it lies around the brain in a raw head: CSF and dura next to the brain, then skull,
+    then bright marrow and scalp fat. ``distance`` is each voxel's distance (grid voxels)
+    from the subject's brain; layer thicknesses and intensities are drawn, and the layer
+    boundaries and brightness are modulated by two smooth random fields, so the layers
+    wave and vary as across heads and scanners. Returns (grid) float32, zero off ``background``."""
+    wave = fields[rng.integers(len(fields))]
+    shade = fields[rng.integers(len(fields))]
+    depth = distance + rng.uniform(0.5, 2.0) * (wave - 0.5)
+    csf_width, bone_width = rng.uniform(0.3, 1.5), rng.uniform(0.5, 1.5)
+    csf, bone, fat = rng.uniform(0.05, 0.4), rng.uniform(0.02, 0.35), rng.uniform(0.4, 1.0)
+    layers = np.where(depth < csf_width, csf, np.where(depth < csf_width + bone_width, bone, fat))
+    layers = ndimage.gaussian_filter(layers.astype(np.float32), 0.6) * (0.75 + 0.5 * shade)
+    return np.where(background, layers, 0).astype(np.float32)
+
+
+def brain_distance(mask, background):
+    """Distance (grid voxels) of every voxel from the subject's brain (``mask`` minus ``background``)."""
+    brain = mask & ~background
+    if not brain.any():
+        return np.zeros(mask.shape, np.float32)
+    return ndimage.distance_transform_edt(~brain).astype(np.float32)
+
+
+def augment(volume, mask, background, rng, fields, distance=None, layered_scalp=False):
     """Training-time augmentation of one cached volume (0..1 scale) then z-scoring.
 
     - contrast: intensities raised to a power in 0.7..1.4,
-    - tissue outside the brain: with p=0.5, smooth random tissue of random brightness is
-      added to the subject's background voxels inside the input mask (zero in
-      skull-stripped scans), so "no skull" is never a cue for "good". It is added, not
+    - tissue outside the brain, for the subject's background voxels inside the input mask
+      (zero in skull-stripped scans), so "no skull" is never a cue for "good": with p=0.5
+      smooth random tissue of random brightness, else none; with ``layered_scalp``
+      (``--raw-scan-variation``) p=0.5 layered CSF, skull and scalp as in a raw head
+      (``scalp_layers``), p=0.2 smooth random tissue, else none. Tissue is added, not
       substituted, so ghosts, wrap-around and noise in that background stay visible,
     - left-right flip with p=0.5.
     """
     v = np.clip(volume.astype(np.float32), 0, None) ** rng.uniform(0.7, 1.4)
-    if background is not None and rng.random() < 0.5:
-        field = fields[rng.integers(len(fields))]
-        level = rng.uniform(0.05, 0.7)
-        v = np.where(background, v + level * (0.5 + field), v)
+    if background is not None:
+        branch = rng.random()
+        if layered_scalp and branch < 0.5:
+            if distance is None:
+                distance = brain_distance(mask, background)
+            v = v + scalp_layers(background, distance, rng, fields)
+        elif branch < (0.7 if layered_scalp else 0.5):
+            field = fields[rng.integers(len(fields))]
+            level = rng.uniform(0.05, 0.7)
+            v = np.where(background, v + level * (0.5 + field), v)
     if rng.random() < 0.5:
         v = v[::-1]
     return zscore(np.ascontiguousarray(v), mask)
 
 
 def background_maps(rows, volumes, mask):
-    """Per subject: voxels inside ``mask`` that are background in its clean original scan."""
+    """Per subject: (voxels inside ``mask`` that are background in its clean original scan,
+    their distance from its brain)."""
     maps = {}
     for row, volume in zip(rows, volumes):
         if row["variant"] == "original":
-            maps[row["subject"]] = mask & (volume.astype(np.float32) < 0.03)
+            background = mask & (volume.astype(np.float32) < 0.03)
+            maps[row["subject"]] = (background, brain_distance(mask, background))
     return maps
 
 
 def batches(indices, volumes, y_bad, y_art, weights, mask, backgrounds, subjects, batch_size,
-            mixup_alpha, rng, fields):
+            mixup_alpha, rng, fields, layered_scalp=False):
     """Yield one epoch of augmented, mixed-up batches (x, {p_bad, artifacts}, weights)."""
     order = rng.permutation(indices)
     for start in range(0, len(order) - batch_size + 1, batch_size):
         idx = order[start:start + batch_size]
-        x = np.stack([augment(volumes[i], mask, backgrounds.get(subjects[i]), rng, fields) for i in idx])
+        x = []
+        for i in idx:
+            background, distance = backgrounds.get(subjects[i], (None, None))
+            x.append(augment(volumes[i], mask, background, rng, fields, distance=distance,
+                             layered_scalp=layered_scalp))
+        x = np.stack(x)
         yb, ya, w = y_bad[idx], y_art[idx], weights[idx]
         if mixup_alpha > 0:
             lam = rng.beta(mixup_alpha, mixup_alpha, size=len(idx)).astype(np.float32)
@@ -284,7 +324,7 @@ def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", fol
                    batch_size=8, mixup_alpha=0.3, loss="bce", learning_rate=1e-3, init_from=None,
                    n_clean_variants=2, seed=0, nprocs=2, mc_samples=4, levels=4, base_filters=16,
                    dropout=0.2, dense_dropout=0.1, spacing_mm=DEFAULT_SPACING_MM, grid_shape=DEFAULT_SHAPE,
-                   holdout=None, exclude_mild=False):
+                   holdout=None, exclude_mild=False, raw_scan_variation=False):
     """Train a ``folds``-fold ensemble on ``scans``; write it to ``out_dir``; return its card."""
     import keras
     import tensorflow as tf
@@ -315,7 +355,8 @@ def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", fol
     # with exclude_mild only severe variants are planned, so no mild volume is built or trained on
     rows, errors = build_dataset(scans, cache_dir, template_id, grid_shape, grid_affine, mask,
                                  n_clean_variants=n_clean_variants, seed=seed, nprocs=nprocs,
-                                 severities=("severe",) if exclude_mild else ("mild", "severe"))
+                                 severities=("severe",) if exclude_mild else ("mild", "severe"),
+                                 raw_scan_variation=raw_scan_variation)
     if errors:
         LOGGER.warning("dataset: %d volumes failed and are left out", len(errors))
     manifest_sha = file_checksum(cache_dir / "manifest.tsv")
@@ -365,7 +406,8 @@ def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", fol
             def generator(rng=rng, train_idx=train_idx):
                 while True:
                     yield from batches(train_idx, volumes, y_bad, y_art, weights, mask, backgrounds,
-                                       subjects, batch_size, mixup_alpha, rng, fields)
+                                       subjects, batch_size, mixup_alpha, rng, fields,
+                                       layered_scalp=raw_scan_variation)
 
             signature = (tf.TensorSpec((batch_size,) + tuple(grid_shape) + (1,), tf.float32),
                          {"p_bad": tf.TensorSpec((batch_size, 1), tf.float32),
@@ -442,7 +484,7 @@ def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", fol
                      "batchnorm": "momentum 0.9; moving statistics re-estimated on plain training volumes "
                                   "after each fold's training",
                      "mild_label": None if exclude_mild else MILD_LABEL, "exclude_mild": exclude_mild,
-                     "n_clean_variants": n_clean_variants,
+                     "n_clean_variants": n_clean_variants, "raw_scan_variation": bool(raw_scan_variation),
                      "n_volumes": len(rows), "n_clean": n_clean, "n_bad": n_bad,
                      "n_subjects": len(set(subjects)), "dataset_manifest_sha256": manifest_sha,
                      "dataset_errors": errors, "init_from": str(init_from) if init_from else None,

@@ -13,9 +13,9 @@ import pytest
 
 from bidsqc.artifacts import ARTIFACTS
 from bidsqc.model.card import ModelCardError, read_card
-from bidsqc.model.dataset import plan_variants
+from bidsqc.model.dataset import _job_key, plan_variants
 from bidsqc.model.ensemble import Ensemble, band_half_width_logit, uncertain_band
-from bidsqc.model.train import augment, read_labels, train_ensemble
+from bidsqc.model.train import augment, brain_distance, read_labels, scalp_layers, train_ensemble
 from bidsqc.preprocessing.pipeline import PRESMOOTH_FWHM_MM
 from bidsqc.preprocessing.resample import zscore
 
@@ -179,7 +179,8 @@ class _AlwaysFill:
         return 0
 
 
-def test_background_tissue_is_added_without_erasing_ghosts():
+@pytest.mark.parametrize("layered_scalp", [False, True])
+def test_background_tissue_is_added_without_erasing_ghosts(layered_scalp):
     """The skull augmentation adds tissue to the background: a faint ghost there stays
     brighter than the rest of the background, even under the brightest tissue."""
     shape = (16, 20, 16)
@@ -197,7 +198,7 @@ def test_background_tissue_is_added_without_erasing_ghosts():
     ghosted = volume.copy()
     ghosted[ghost] = 0.15
     fields = np.zeros((1,) + shape, np.float32)  # uniform tissue: any contrast left comes from the ghost
-    out = augment(ghosted, mask, background, _AlwaysFill(), fields)
+    out = augment(ghosted, mask, background, _AlwaysFill(), fields, layered_scalp=layered_scalp)
     plain = zscore(ghosted, mask)
     def background_to_grey(v):  # relative to the grey-white contrast
         return (v[grey].mean() - v[rest].mean()) / (v[white].mean() - v[grey].mean())
@@ -207,7 +208,7 @@ def test_background_tissue_is_added_without_erasing_ghosts():
     # ... and the ghost is still there on top of it
     assert out[ghost].mean() - out[rest].mean() > 0.1
     for seed in range(12):  # and with the drawn parameters
-        out = augment(ghosted, mask, background, np.random.default_rng(seed), fields)
+        out = augment(ghosted, mask, background, np.random.default_rng(seed), fields, layered_scalp=layered_scalp)
         assert out[ghost].mean() - out[rest].mean() > 0.1
 
 
@@ -218,3 +219,36 @@ def test_excluding_mild_artifacts_plans_only_severe_volumes():
     assert len(artifact_jobs) == 2 * len(ARTIFACTS)
     assert {j["severity"] for j in artifact_jobs} == {"severe"}
     assert len(jobs) == 2 * (2 + len(ARTIFACTS))
+
+
+def test_scalp_layers_lie_like_a_head_around_the_brain():
+    """The skull augmentation's layered tissue: dark CSF and skull next to the brain, bright
+    scalp further out, only on background voxels, for every drawn set of parameters."""
+    shape = (24, 24, 24)
+    grid = np.indices(shape) - 11.5
+    radius = np.sqrt((grid ** 2).sum(axis=0))
+    mask = radius < 11
+    background = mask & (radius > 6)  # a skull-stripped brain of radius 6 inside the mask
+    distance = brain_distance(mask, background)
+    assert distance[mask & ~background].max() == 0 and distance[background].min() >= 1
+    fields = np.random.default_rng(0).random((2,) + shape).astype(np.float32)
+    for seed in range(10):
+        tissue = scalp_layers(background, distance, np.random.default_rng(seed), fields)
+        assert np.all(tissue[~background] == 0)
+        near, far = tissue[background & (distance <= 1.2)], tissue[background & (distance >= 4)]
+        assert near.mean() < far.mean() and far.mean() > 0.25
+
+
+def test_cache_keys_follow_the_parameter_ranges(monkeypatch):
+    """Widening a simulator range gives new cache keys, so no stale volume is reused."""
+    from bidsqc.artifacts import simulators
+
+    clean = {"variant": "clean0", "artifact": "clean", "severity": "none", "seed": 7}
+    noisy = {"variant": "noise", "artifact": "noise", "severity": "severe", "seed": 7}
+    before = (_job_key(clean, "abc", "sig"), _job_key(noisy, "abc", "sig"))
+    monkeypatch.setitem(simulators.CLEAN_RANGES, "noise_sigma", (0.0, 0.2))
+    assert _job_key(clean, "abc", "sig") != before[0]
+    assert _job_key(dict(clean, raw_scan=True), "abc", "sig") != _job_key(clean, "abc", "sig")
+    assert _job_key(noisy, "abc", "sig") == before[1]
+    monkeypatch.setitem(simulators.RANGES, "noise", {"sigma": {"mild": (0.1, 0.2), "severe": (0.3, 0.5)}})
+    assert _job_key(noisy, "abc", "sig") != before[1]
