@@ -131,14 +131,14 @@ def augment(volume, mask, background, rng, fields, distance=None, layered_scalp=
     return zscore(np.ascontiguousarray(v), mask)
 
 
-def background_maps(rows, volumes, mask):
+def background_maps(rows, volumes, mask, distances=False):
     """Per subject: (voxels inside ``mask`` that are background in its clean original scan,
-    their distance from its brain)."""
+    their distance from its brain where ``distances`` (for ``scalp_layers``), else None)."""
     maps = {}
     for row, volume in zip(rows, volumes):
         if row["variant"] == "original":
             background = mask & (volume.astype(np.float32) < 0.03)
-            maps[row["subject"]] = (background, brain_distance(mask, background))
+            maps[row["subject"]] = (background, brain_distance(mask, background) if distances else None)
     return maps
 
 
@@ -366,7 +366,7 @@ def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", fol
     n_bad, n_clean = int(is_bad.sum()), int((1 - is_bad).sum())
     weights = np.where(is_bad == 1, 1.0, n_bad / max(1, n_clean)).astype(np.float32)
     subjects = [r["subject"] for r in rows]
-    backgrounds = background_maps(rows, volumes, mask)
+    backgrounds = background_maps(rows, volumes, mask, distances=raw_scan_variation)
     LOGGER.info("training set: %d volumes (%d clean, %d bad) from %d subjects; grid %s",
                 len(rows), n_clean, n_bad, len(set(subjects)), grid_shape)
     splits = _fold_split(rows, folds, seed)
