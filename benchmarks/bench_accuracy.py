@@ -28,7 +28,8 @@ sys.path.insert(0, str(REPO))
 
 from bidsqc.artifacts import ARTIFACTS  # noqa: E402
 from bidsqc.model.card import write_json_atomic  # noqa: E402
-from bidsqc.model.dataset import build_dataset, load_volumes  # noqa: E402
+from bidsqc.detectors import scores as detector_scores_of  # noqa: E402
+from bidsqc.model.dataset import build_dataset, detector_table, load_volumes, native_image  # noqa: E402
 from bidsqc.model.ensemble import DEFAULT_MODEL_DIR, Ensemble  # noqa: E402
 from bidsqc.preprocessing.resample import zscore  # noqa: E402
 
@@ -43,10 +44,16 @@ def auc(negatives, positives):
     return float(roc_auc_score(y, np.r_[negatives, positives])) if len(negatives) and len(positives) else np.nan
 
 
-def rate(ensemble, rows, cache_dir):
-    """p_bad, verdict and artifact argmax for every row; also the ensemble seconds per volume."""
+def rate(ensemble, rows, cache_dir, detector_scores):
+    """p_bad, verdict and likely artifact for every row, with the native-space detectors
+    (``detector_scores``: {key: scores}) and from the network alone (``*_network``); also the
+    ensemble seconds per volume."""
+    from bidsqc.detectors import combine
+    from bidsqc.model.ensemble import band_half_width_logit
+
     volumes = load_volumes(cache_dir, rows)
     results, seconds = [], []
+    half_width = band_half_width_logit(ensemble.uncertain_band)
     for row, volume in zip(rows, volumes):
         x = zscore(volume.astype(np.float32), ensemble.mask)
         started = time.perf_counter()
@@ -54,9 +61,24 @@ def rate(ensemble, rows, cache_dir):
         seconds.append(time.perf_counter() - started)
         verdict = res.verdicts(ensemble.threshold, ensemble.uncertain_band)[0]
         p_art = {a: float(v[0]) for a, v in res.p_artifacts.items()}
-        results.append(dict(row, p_bad=float(res.p_bad[0]), p_bad_std=float(res.p_bad_std[0]), qc=verdict,
-                            top_artifact=max(p_art, key=p_art.get)))
+        top = max(p_art, key=p_art.get)
+        out = dict(row, p_bad_network=float(res.p_bad[0]), qc_network=verdict, top_artifact_network=top,
+                   p_bad_std=float(res.p_bad_std[0]), detector_scores=detector_scores.get(row["key"]))
+        if ensemble.detectors and out["detector_scores"]:
+            p_bad, _, flagged = combine(float(res.p_bad[0]), out["detector_scores"], ensemble.detectors,
+                                        ensemble.threshold, half_width)
+            if flagged:
+                res.raise_p_bad(0, p_bad)
+                verdict = res.verdicts(ensemble.threshold, ensemble.uncertain_band)[0]
+                top = flagged
+        results.append(dict(out, p_bad=float(res.p_bad[0]), qc=verdict, top_artifact=top))
     return results, seconds
+
+
+def network_only(results):
+    """The same rows as the network alone rated them."""
+    return [dict(r, p_bad=r["p_bad_network"], qc=r["qc_network"], top_artifact=r["top_artifact_network"])
+            for r in results]
 
 
 def summarise(results, seconds):
@@ -125,16 +147,29 @@ def main():
         rows, errors = build_dataset(scans, args.cache, template_id, grid_shape, grid_affine, ensemble.mask,
                                      n_clean_variants=0, seed=args.seed, nprocs=args.nprocs, every_severity=True,
                                      artifacts=ARTIFACTS if with_artifacts else ())
-        results, seconds = rate(ensemble, rows, args.cache)
+        scored = detector_table(rows, args.cache, nprocs=args.nprocs) if ensemble.detectors else {}
+        results, seconds = rate(ensemble, rows, args.cache, scored)
         for r in results:
             r["group"] = group
         details += results
         report[group] = summarise(results, seconds)
+        if ensemble.detectors:
+            report[group]["network_only"] = summarise(network_only(results), [])
         report[group]["n_scans"] = len(scans)
         report[group]["errors"] = errors
         clean = [r for r in results if r["artifact"] == "none"]
         report[group]["clean_scans"] = {Path(r["source_file"]).name: {"p_bad": round(r["p_bad"], 3),
                                                                       "qc": r["qc"]} for r in clean}
+
+    if ensemble.detectors and groups.get("heldout"):
+        # the detectors' own time, on the held-out scans as they are (native grid)
+        timings = []
+        for scan in groups["heldout"]:
+            img, _ = native_image(dict(scan, artifact="none", seed=None))
+            started = time.perf_counter()
+            detector_scores_of(np.asarray(img.dataobj, np.float32), img.header.get_zooms()[:3])
+            timings.append(time.perf_counter() - started)
+        report["heldout"]["detector_seconds_per_scan"] = round(float(np.median(timings)), 3)
 
     h = report.get("heldout", {})
     print(f"\nbidsqc accuracy benchmark: model {ensemble.model_id} ({len(ensemble.models)} folds x "
@@ -153,6 +188,13 @@ def main():
     print(f"  per-artifact top-1 (severe)       {h.get('per_artifact_top1_severe')}")
     print(f"  per-artifact failed (severe)      {h.get('per_artifact_severe_detected')}")
     print(f"  per-artifact AUC clean vs severe  {h.get('per_artifact_auc_severe')}")
+    if "network_only" in h:
+        n = h["network_only"]
+        print(f"  detectors: {h.get('detector_seconds_per_scan')} s per scan (native grid, not in the figure above)")
+        print(f"  network alone: AUC severe {n['auc_clean_vs_severe']}, mild {n['auc_clean_vs_mild']}, clean "
+              f"failed {n['clean_fail_rate']} (uncertain {n['clean_uncertain_rate']}), top-1 "
+              f"{n['artifact_top1_severe']}, severe failed {n['severe_detected_rate']}")
+        print(f"  network alone, per-artifact AUC   {n['per_artifact_auc_severe']}")
     for group in ("raw_head", "raw_stripped", "questionable"):
         g = report.get(group)
         if not g:

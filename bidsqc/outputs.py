@@ -103,6 +103,13 @@ def qc_row(record, artifacts):
     }
     for artifact in artifacts:
         row[f"p_{artifact}"] = _fmt((record.get("p_artifacts") or {}).get(artifact))
+    scores = record.get("detector_scores") or {}
+    row.update({
+        "likely_artifact": record.get("likely_artifact") or "n/a",
+        "p_bad_network": _fmt(record.get("p_bad_network")),
+        "spike_score": _fmt(scores.get("spike")),
+        "ghost_score": _fmt(scores.get("ghosting")),
+    })
     row.update({
         "reg_quality": _fmt(record.get("reg_quality")),
         "voxel_size_mm": record.get("voxel_size_mm") or "n/a",

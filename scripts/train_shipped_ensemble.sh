@@ -5,6 +5,11 @@
 # run it in the background, e.g.
 #   nohup bash scripts/train_shipped_ensemble.sh > build/train.log 2>&1 &
 # The training-set cache (build/cache) and per-epoch checkpoints make a rerun resume.
+# The training ends by calibrating the native-space spike and ghosting detectors on the same
+# training scans (about 20 minutes more; build/cache/detectors.tsv). The shipped ensemble's
+# detectors were added to its card afterwards with the same calibration:
+#   python -m bidsqc.cli.train --labels build/split/train.tsv --out bidsqc/data/ensemble \
+#       --cache build/detcache --detectors-only --seed 0 --clean-variants 2
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${BIDSQC_DATA:-../shared/data}

@@ -70,11 +70,14 @@ def test_participant_level_rows_columns_and_error_row(participant_run):
         assert row["qc"] in ("pass", "fail", "uncertain")
         assert 0 <= float(row["p_bad"]) <= 1 and float(row["p_bad_std"]) >= 0
         assert float(row["reg_quality"]) > 0.3
+        # the shipped card carries the native-space detectors: every rated scan has their scores
+        assert float(row["spike_score"]) > 0 and float(row["ghost_score"]) >= 0
+        assert float(row["p_bad"]) >= float(row["p_bad_network"]) and row["likely_artifact"] != "n/a"
     assert rows[1]["voxel_size_mm"] == "2x2x2"
     error = read_tsv(out / "sub-04" / "sub-04_desc-qc_T1w.tsv")
     assert len(error) == 1 and error[0]["qc"] == "error"
     assert "sub-04_T1w.nii.gz: cannot read image" in error[0]["error"]
-    assert error[0]["p_bad"] == "n/a"
+    assert error[0]["p_bad"] == "n/a" and error[0]["spike_score"] == "n/a"
 
 
 def test_derivatives_and_dataset_description(participant_run):

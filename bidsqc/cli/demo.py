@@ -89,9 +89,7 @@ def run_demo(out_dir, args):
     rows = read_tsv(deriv / "group_desc-qc_T1w.tsv")
     print(f"\n{'participant':<12}{'truth':<28}{'qc':<10}{'p_bad':>7}{'sd':>7}  likely artifact")
     for row in rows:
-        p_art = {k[2:]: float(v) for k, v in row.items() if k.startswith("p_") and k not in ("p_bad", "p_bad_std")
-                 and v not in ("n/a", "")}
-        likely = max(p_art, key=p_art.get) if p_art and row["qc"] != "pass" else ""
+        likely = row.get("likely_artifact", "") if row["qc"] not in ("pass", "error") else ""
         print(f"{row['participant_id']:<12}{truth.get(row['participant_id'], ''):<28}{row['qc']:<10}"
               f"{row['p_bad']:>7}{row['p_bad_std']:>7}  {likely or (row['error'] if row['qc'] == 'error' else '')}")
     print(f"\nresults: {deriv}/group_desc-qc_T1w.tsv (all rows), {deriv}/group_desc-qc_exclude.txt "

@@ -103,6 +103,15 @@ def get_train_parser():
                              "get layered scalp tissue (raw heads rated cleaner; see docs/model.md: not the "
                              "shipped recipe, spike and ghosting detection fell)")
     parser.add_argument("--mc-samples", type=int, default=4, help="MC passes stored as the default")
+    parser.add_argument("--exclude-artifacts", type=lambda v: [a for a in v.split(",") if a], default=[],
+                        metavar="TYPE[,TYPE]",
+                        help="artifact types the network does not train on (their simulated volumes are "
+                             "cached but left out), e.g. spike,ghosting, which native-space detectors cover")
+    parser.add_argument("--detectors-only", action="store_true",
+                        help="do not train: calibrate the native-space spike and ghosting detectors on the "
+                             "given scans and store them in the model card of the ensemble at --out")
+    parser.add_argument("--no-detectors", action="store_true",
+                        help="do not calibrate the native-space detectors after training")
     parser.add_argument("--exclude-mild", action="store_true",
                         help="train on clean and severe volumes only (mild ones are cached but left out)")
     parser.add_argument("--init-from", type=Path, default=None,

@@ -12,9 +12,15 @@ def main(argv=None):
     logging.basicConfig(level=logging.DEBUG if args.verbose > 1 else logging.INFO,
                         format="%(asctime)s %(levelname)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("nipype").setLevel(logging.WARNING)
-    from ..model.train import read_labels, scans_from_folder, train_ensemble
+    from ..artifacts.simulators import ARTIFACTS
+    from ..model.train import add_detectors, read_labels, scans_from_folder, train_ensemble
     from ..preprocessing.pipeline import DEFAULT_SHAPE, DEFAULT_SPACING_MM
 
+    unknown = sorted(set(args.exclude_artifacts) - set(ARTIFACTS))
+    if unknown:
+        print(f"bidsqc-train: error: --exclude-artifacts: unknown artifact type(s) {', '.join(unknown)}; "
+              f"known: {', '.join(ARTIFACTS)}", file=sys.stderr)
+        return 2
     if not args.labels and not args.scans:
         print("bidsqc-train: error: give --labels TSV and/or --scans DIR", file=sys.stderr)
         return 2
@@ -29,6 +35,16 @@ def main(argv=None):
         with open(args.holdout, newline="") as handle:
             holdout = [dict(r) for r in csv.DictReader(handle, delimiter="\t")]
     cache = args.cache or args.out.parent / "bidsqc-cache"
+    if args.detectors_only:
+        try:
+            card = add_detectors(args.out, scans, cache, seed=args.seed, n_clean_variants=args.clean_variants,
+                                 nprocs=args.nprocs)
+        except (OSError, ValueError) as exc:
+            print(f"bidsqc-train: error: {exc}", file=sys.stderr)
+            return 2
+        print(f"detectors calibrated into {args.out}: " + ", ".join(
+            f"{name} threshold {card['detectors'][name]['threshold']}" for name in ("spike", "ghosting")))
+        return 0
     train_ensemble(scans, args.out, cache, template_id=args.template, folds=args.folds, epochs=args.epochs,
                    batch_size=args.batch_size, mixup_alpha=args.mixup_alpha, loss=args.loss,
                    learning_rate=args.learning_rate, init_from=args.init_from,
@@ -36,7 +52,8 @@ def main(argv=None):
                    mc_samples=args.mc_samples, levels=args.levels, base_filters=args.base_filters,
                    dropout=args.dropout, dense_dropout=args.dense_dropout,
                    spacing_mm=args.spacing or DEFAULT_SPACING_MM, grid_shape=tuple(args.grid or DEFAULT_SHAPE),
-                   holdout=holdout, exclude_mild=args.exclude_mild, raw_scan_variation=args.raw_scan_variation)
+                   holdout=holdout, exclude_mild=args.exclude_mild, raw_scan_variation=args.raw_scan_variation,
+                   exclude_artifacts=tuple(args.exclude_artifacts), detectors=not args.no_detectors)
     return 0
 
 

@@ -3,8 +3,10 @@
 import os
 
 import nibabel as nib
+import numpy as np
 from nipype.interfaces.base import File, traits
 
+from ..detectors import scores
 from ..preprocessing.conform import conform, load_image
 from .base import QCInputSpec, QCInterface, QCOutputSpec
 
@@ -19,7 +21,8 @@ class _ConformOutputSpec(QCOutputSpec):
 
 
 class Conform(QCInterface):
-    """Check the image (2D, empty, all-zero, non-finite -> error) and reorient it to RAS."""
+    """Check the image (2D, empty, all-zero, non-finite -> error), reorient it to RAS and
+    score it with the native-space detectors (bidsqc.detectors)."""
 
     input_spec = _ConformInputSpec
     output_spec = _ConformOutputSpec
@@ -31,4 +34,11 @@ class Conform(QCInterface):
         out_file = os.path.join(cwd, "t1w_ras.nii.gz")
         nib.save(ras, out_file)
         self._results["out_file"] = out_file
-        return conform_info.as_dict()
+        record = conform_info.as_dict()
+        # the native-space detectors see the scan on its own voxel grid, before any resampling
+        try:
+            record["detector_scores"] = scores(np.asarray(ras.dataobj, np.float32), ras.header.get_zooms()[:3])
+        except ValueError as exc:  # too small for them: rated by the network alone
+            record["detector_scores"] = None
+            record["warnings"] = list(record.get("warnings") or []) + [f"{name}: detectors skipped: {exc}"]
+        return record

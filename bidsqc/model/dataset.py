@@ -61,6 +61,17 @@ def plan_variants(scans, n_clean_variants=2, severities=("mild", "severe"), p_se
     return jobs
 
 
+def native_jobs(jobs):
+    """Give planned jobs the cache keys of their native-space volumes (``key``)."""
+    checksums = {}
+    for job in jobs:
+        src = job["source_file"]
+        if src not in checksums:
+            checksums[src] = file_checksum(src)
+        job["key"] = _job_key(job, checksums[src], "native")
+    return jobs
+
+
 def _job_key(job, checksum, signature):
     """Cache key of a job: the source scan, the variant, its seed, the grid signature and
     the parameter ranges its parameters are drawn from (so widening a range rebuilds)."""
@@ -80,23 +91,81 @@ def _init_worker(template_id, grid_shape, grid_affine, mask):
                    grid_affine=np.asarray(grid_affine), mask=mask)
 
 
-def _run_job(job, cache_dir):
-    """Simulate (in native space) and preprocess one job; returns a manifest row."""
+def native_image(job):
+    """The job's volume in native space (conformed to RAS, artifact applied), and the
+    artifact's parameters: drawn from the job's seed, or a manifest row's stored ``params``."""
     from ..preprocessing.conform import conform, load_image
-    from ..preprocessing.pipeline import preprocess
 
-    out = Path(cache_dir) / "volumes" / f"{job['key']}.npy"
     img, _ = conform(load_image(job["source_file"]), name=job["source_file"])
     params = {}
-    if job["artifact"] == "clean":
+    if job["artifact"] != "clean" and job["artifact"] not in ARTIFACTS:
+        return img, params
+    if job.get("params") not in (None, ""):
+        params = json.loads(job["params"]) if isinstance(job["params"], str) else dict(job["params"])
+        if not params:
+            return img, params
+    elif job["seed"] is None:
+        return img, params
+    elif job["artifact"] == "clean":
         params = sample_clean_variation(np.random.default_rng(job["seed"]), raw_scan=job.get("raw_scan", False))
-        img = apply_artifact(img, "clean", params)
-    elif job["artifact"] in ARTIFACTS and job["seed"] is not None:
+    else:
         rng = np.random.default_rng(job["seed"])
         data = np.asarray(img.dataobj, np.float32)
         zooms = img.header.get_zooms()[:3]
         params = sample_params(job["artifact"], job["severity"], rng, data, zooms)
-        img = apply_artifact(img, job["artifact"], params)
+    return apply_artifact(img, job["artifact"], params), params
+
+
+def _detector_job(job):
+    from ..detectors import scores
+
+    img, _ = native_image(job)
+    return scores(np.asarray(img.dataobj, np.float32), img.header.get_zooms()[:3])
+
+
+def detector_table(jobs, cache_dir, nprocs=2):
+    """Native-space detector scores (bidsqc.detectors) of jobs or manifest rows (each with a
+    ``key``), cached in ``cache_dir``/detectors.tsv; returns {key: {detector: score}}."""
+    from ..detectors import DETECTORS
+
+    path = Path(cache_dir) / "detectors.tsv"
+    table = {}
+    if path.exists():
+        with open(path, newline="") as handle:
+            for row in csv.DictReader(handle, delimiter="\t"):
+                table[row["key"]] = {d: float(row[d]) for d in DETECTORS}
+    todo = {job["key"]: job for job in jobs if job["key"] not in table}
+    LOGGER.info("detectors: %d volumes, %d scored before, %d to score", len(jobs), len(jobs) - len(todo), len(todo))
+
+    def save():
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.writer(handle, delimiter="\t")
+            writer.writerow(["key"] + list(DETECTORS))
+            for key, values in table.items():
+                writer.writerow([key] + [values[d] for d in DETECTORS])
+        os.replace(tmp, path)
+
+    with ProcessPoolExecutor(max_workers=max(1, nprocs)) as pool:
+        futures = {pool.submit(_detector_job, job): key for key, job in todo.items()}
+        for i, future in enumerate(futures, 1):
+            key = futures[future]
+            try:
+                table[key] = future.result()
+            except Exception as exc:  # one unreadable scan never stops the others
+                LOGGER.warning("detectors: %s (%s) failed: %s", todo[key]["source_file"], todo[key]["variant"], exc)
+            if i % 20 == 0 or i == len(todo):
+                LOGGER.info("detectors: %d/%d volumes scored", i, len(todo))
+                save()
+    return {job["key"]: table[job["key"]] for job in jobs if job["key"] in table}
+
+
+def _run_job(job, cache_dir):
+    """Simulate (in native space) and preprocess one job; returns a manifest row."""
+    from ..preprocessing.pipeline import preprocess
+
+    out = Path(cache_dir) / "volumes" / f"{job['key']}.npy"
+    img, params = native_image(job)
     volume, info = preprocess(img, _WORKER["template"], _WORKER["grid_shape"], _WORKER["grid_affine"],
                               _WORKER["mask"], name=job["source_file"])
     tmp = out.with_suffix(".tmp.npy")
@@ -110,9 +179,11 @@ def _run_job(job, cache_dir):
 
 def build_dataset(scans, cache_dir, template_id, grid_shape, grid_affine, input_mask,
                   n_clean_variants=2, seed=0, nprocs=2, p_severe=0.6, every_severity=False,
-                  artifacts=ARTIFACTS, severities=("mild", "severe"), raw_scan_variation=False):
+                  artifacts=ARTIFACTS, severities=("mild", "severe"), raw_scan_variation=False,
+                  skip_artifacts=()):
     """Build (or resume) the cached training set for ``scans`` (dicts with subject,
-    source_file and optional label/artifact); returns the manifest rows."""
+    source_file and optional label/artifact); returns the manifest rows. ``skip_artifacts``
+    leaves those jobs out after planning, so the other volumes keep their seeds and cache keys."""
     cache_dir = Path(cache_dir)
     (cache_dir / "volumes").mkdir(parents=True, exist_ok=True)
     checksums = {}
@@ -124,6 +195,7 @@ def build_dataset(scans, cache_dir, template_id, grid_shape, grid_affine, input_
     jobs = plan_variants(scans, n_clean_variants=n_clean_variants, seed=seed, p_severe=p_severe,
                          every_severity=every_severity, artifacts=artifacts, severities=severities,
                          raw_scan_variation=raw_scan_variation)
+    jobs = [job for job in jobs if job["artifact"] not in skip_artifacts]
     for job in jobs:
         src = job["source_file"]
         if src not in checksums:

@@ -53,6 +53,12 @@ class QCResult:
     p_artifacts: dict
     p_bad_folds: np.ndarray
 
+    def raise_p_bad(self, index, p_bad):
+        """Raise volume ``index``'s p_bad, and each fold's, to at least ``p_bad`` (a
+        native-space detector's evidence, which every fold model lacks alike)."""
+        self.p_bad[index] = max(float(self.p_bad[index]), p_bad)
+        self.p_bad_folds[index] = np.maximum(self.p_bad_folds[index], p_bad)
+
     def verdicts(self, threshold, band):
         """pass | fail | uncertain per volume: ``uncertain`` inside ``band`` = (low, high),
         and also wherever the fold models disagree, some fold's mean ``p_bad`` at or above
@@ -108,6 +114,15 @@ class Ensemble:
     @property
     def model_id(self):
         return self.card["model_id"]
+
+    @property
+    def detectors(self):
+        """Calibrations of the native-space detectors ({name: {threshold, low, high, ...}});
+        empty for an ensemble trained before them."""
+        from ..detectors import DETECTORS
+
+        entry = self.card.get("detectors") or {}
+        return {name: entry[name] for name in DETECTORS if name in entry}
 
     @property
     def threshold(self):

@@ -28,7 +28,7 @@ from ..preprocessing.pipeline import (DEFAULT_SHAPE, DEFAULT_SPACING_MM, PRESMOO
                                       make_input_mask)
 from ..preprocessing.resample import zscore
 from .card import CARD_NAME, MASK_NAME, read_card, write_json_atomic
-from .dataset import build_dataset, file_checksum, load_volumes
+from .dataset import build_dataset, detector_table, file_checksum, load_volumes, native_jobs, plan_variants
 from .ensemble import UNCERTAIN_HALF_WIDTH_LOGIT, uncertain_band
 
 LOGGER = logging.getLogger("bidsqc")
@@ -320,12 +320,53 @@ def scans_from_folder(folder):
     return scans
 
 
+def calibrate_detectors(scans, cache_dir, seed=0, n_clean_variants=2, nprocs=2):
+    """Calibrate the native-space detectors (bidsqc.detectors) on the training scans: clean
+    volumes are each good scan as is and ``n_clean_variants`` clean variations with raw-scan
+    noise and sharpening; artifact volumes are the severe spike and ghosting versions drawn
+    with the training plan's seeds. Returns the model card's ``detectors`` entry."""
+    from ..detectors import DETECTORS, calibrate
+
+    jobs = native_jobs(plan_variants(scans, n_clean_variants=n_clean_variants, severities=("severe",), seed=seed,
+                                     artifacts=ARTIFACTS, raw_scan_variation=True))
+    jobs = [j for j in jobs if j["label"] == 0.0 or j["artifact"] in DETECTORS]
+    table = detector_table(jobs, cache_dir, nprocs=nprocs)
+    clean = [table[j["key"]] for j in jobs if j["label"] == 0.0 and j["key"] in table]
+    entry = {"space": "the conformed (RAS) image on its own voxel grid, before registration",
+             "clean": f"each good training scan and {n_clean_variants} clean variations with raw-scan noise",
+             "artifact": "the severe simulated version of each good training scan",
+             "rule": "each detector's score maps to the p_bad scale (its threshold at the ensemble's threshold, "
+                     "its low/high at the uncertain band, 0 below low); p_bad is the largest of the "
+                     "network's and the detectors'"}
+    for name in DETECTORS:
+        bad = [table[j["key"]][name] for j in jobs if j["artifact"] == name and j["key"] in table]
+        entry[name] = calibrate([c[name] for c in clean], bad)
+        LOGGER.info("detector %s: threshold %.4g (clean up to %.4g, artifact from %.4g); training "
+                    "sensitivity %.3f, specificity %.3f", name, entry[name]["threshold"], entry[name]["low"],
+                    entry[name]["high"], entry[name]["sensitivity"], entry[name]["specificity"])
+    return entry
+
+
+def add_detectors(model_dir, scans, cache_dir, seed=0, n_clean_variants=2, nprocs=2):
+    """Calibrate the detectors on ``scans`` and store them in the model card of ``model_dir``."""
+    card = read_card(model_dir)
+    card["detectors"] = calibrate_detectors(scans, cache_dir, seed=seed, n_clean_variants=n_clean_variants,
+                                            nprocs=nprocs)
+    write_json_atomic(Path(model_dir) / CARD_NAME, card)
+    return card
+
+
 def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", folds=10, epochs=8,
                    batch_size=8, mixup_alpha=0.3, loss="bce", learning_rate=1e-3, init_from=None,
                    n_clean_variants=2, seed=0, nprocs=2, mc_samples=4, levels=4, base_filters=16,
                    dropout=0.2, dense_dropout=0.1, spacing_mm=DEFAULT_SPACING_MM, grid_shape=DEFAULT_SHAPE,
-                   holdout=None, exclude_mild=False, raw_scan_variation=False):
-    """Train a ``folds``-fold ensemble on ``scans``; write it to ``out_dir``; return its card."""
+                   holdout=None, exclude_mild=False, raw_scan_variation=False, exclude_artifacts=(),
+                   detectors=True):
+    """Train a ``folds``-fold ensemble on ``scans``; write it to ``out_dir``; return its card.
+
+    ``exclude_artifacts``: artifact types whose simulated volumes the network does not train on
+    (cached but left out), for types a native-space detector covers (bidsqc.detectors).
+    ``detectors``: calibrate those detectors on the training scans into the card."""
     import keras
     import tensorflow as tf
 
@@ -348,6 +389,10 @@ def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", fol
     else:
         grid_affine = make_grid(template, spacing_mm, grid_shape)
         mask = make_input_mask(template, grid_shape, grid_affine)
+    unknown = sorted(set(exclude_artifacts) - set(artifacts))
+    if unknown:
+        raise ValueError(f"--exclude-artifacts: unknown artifact type(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(artifacts)}")
     mask_tmp = out_dir / f"tmp_{MASK_NAME}"
     nib.save(nib.Nifti1Image(mask.astype(np.uint8), grid_affine), mask_tmp)
     os.replace(mask_tmp, out_dir / MASK_NAME)
@@ -356,9 +401,11 @@ def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", fol
     rows, errors = build_dataset(scans, cache_dir, template_id, grid_shape, grid_affine, mask,
                                  n_clean_variants=n_clean_variants, seed=seed, nprocs=nprocs,
                                  severities=("severe",) if exclude_mild else ("mild", "severe"),
-                                 raw_scan_variation=raw_scan_variation)
+                                 raw_scan_variation=raw_scan_variation, skip_artifacts=exclude_artifacts)
     if errors:
         LOGGER.warning("dataset: %d volumes failed and are left out", len(errors))
+    if exclude_artifacts:
+        LOGGER.info("left out: the %s volumes (native-space detectors cover them)", ", ".join(exclude_artifacts))
     manifest_sha = file_checksum(cache_dir / "manifest.tsv")
     volumes = load_volumes(cache_dir, rows)
     y_bad, y_art = _targets(rows, artifacts)
@@ -485,6 +532,7 @@ def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", fol
                                   "after each fold's training",
                      "mild_label": None if exclude_mild else MILD_LABEL, "exclude_mild": exclude_mild,
                      "n_clean_variants": n_clean_variants, "raw_scan_variation": bool(raw_scan_variation),
+                     "excluded_artifacts": sorted(exclude_artifacts),
                      "n_volumes": len(rows), "n_clean": n_clean, "n_bad": n_bad,
                      "n_subjects": len(set(subjects)), "dataset_manifest_sha256": manifest_sha,
                      "dataset_errors": errors, "init_from": str(init_from) if init_from else None,
@@ -492,6 +540,9 @@ def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", fol
         "metrics": {"per_fold": fold_metrics, "pooled": pooled},
         "library_versions": _versions(),
     }
+    if detectors:
+        card["detectors"] = calibrate_detectors(scans, cache_dir, seed=seed, n_clean_variants=n_clean_variants,
+                                                nprocs=nprocs)
     write_json_atomic(out_dir / CARD_NAME, card)
     shutil.rmtree(work, ignore_errors=True)
     LOGGER.info("ensemble %s written to %s: pooled CV AUC %.3f, accuracy %.3f (threshold %.2f) in %.0f s",

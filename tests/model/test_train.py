@@ -13,7 +13,7 @@ import pytest
 
 from bidsqc.artifacts import ARTIFACTS
 from bidsqc.model.card import ModelCardError, read_card
-from bidsqc.model.dataset import _job_key, plan_variants
+from bidsqc.model.dataset import _job_key, build_dataset, plan_variants
 from bidsqc.model.ensemble import Ensemble, band_half_width_logit, uncertain_band
 from bidsqc.model.train import augment, brain_distance, read_labels, scalp_layers, train_ensemble
 from bidsqc.preprocessing.pipeline import PRESMOOTH_FWHM_MM
@@ -57,6 +57,12 @@ def test_training_writes_a_complete_ensemble(tiny_ensemble):
     lo, hi = card["decision"]["uncertain_band"]
     assert lo <= card["decision"]["threshold"] <= hi
     assert (lo, hi) == uncertain_band(card["decision"]["threshold"])
+    # the native-space detectors are calibrated on the training scans: 3 clean, 3 of each artifact
+    for name in ("spike", "ghosting"):
+        cal = card["detectors"][name]
+        assert cal["n_clean"] == 3 and cal["n_artifact"] == 3
+        assert 0 < cal["low"] <= cal["threshold"] <= cal["high"]
+    assert (folder.parent / "cache" / "detectors.tsv").is_file()
 
 
 def test_application_loads_and_runs_the_trained_ensemble(tiny_ensemble, stripped_t1w, tmp_path):
@@ -85,6 +91,30 @@ def test_application_loads_and_runs_the_trained_ensemble(tiny_ensemble, stripped
     assert 0 <= info["p_bad"] <= 1 and info["qc"] in ("pass", "fail", "uncertain")
     assert info["model_id"] == card["model_id"]
     assert nib.load(nodes["normalize"].result.outputs.out_file).shape == TINY_GRID
+    # the detectors scored the scan on its own grid and the card's calibration rated it
+    assert set(info["detector_scores"]) == {"spike", "ghosting"}
+    assert set(info["p_detectors"]) == {"spike", "ghosting"} and info["p_bad"] >= info["p_bad_network"]
+
+
+def test_excluded_artifacts_are_left_out_and_the_rest_keep_their_cache_keys(tiny_ensemble):
+    folder, card = tiny_ensemble
+    ensemble = Ensemble.load(folder)
+    labels = read_labels(folder.parent / "labels.tsv")
+    args = (labels, folder.parent / "cache", "MNI152NLin6Asym", TINY_GRID, ensemble.grid_affine, ensemble.mask)
+    full, _ = build_dataset(*args, n_clean_variants=0, seed=1, nprocs=1)
+    kept, _ = build_dataset(*args, n_clean_variants=0, seed=1, nprocs=1, skip_artifacts=("spike", "ghosting"))
+    assert len(full) == 33 and len(kept) == 27
+    assert {r["artifact"] for r in kept} == {r["artifact"] for r in full} - {"spike", "ghosting"}
+    assert {r["key"] for r in kept} < {r["key"] for r in full}  # all cached: nothing rebuilt
+
+
+def test_train_cli_rejects_an_unknown_excluded_artifact(tmp_path, capsys):
+    from bidsqc.cli.train import main
+
+    labels = tmp_path / "labels.tsv"
+    labels.write_text("source_file\trating\nx.nii.gz\tgood\n")
+    assert main(["--labels", str(labels), "--out", str(tmp_path / "out"), "--exclude-artifacts", "spikes"]) == 2
+    assert "unknown artifact type(s) spikes" in capsys.readouterr().err
 
 
 def test_a_card_that_does_not_match_its_models_fails_clearly(tiny_ensemble, tmp_path):

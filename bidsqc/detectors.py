@@ -1,0 +1,207 @@
+"""Native-space detectors for the artifacts the model's grid cannot see.
+
+The network rates a 2.5 mm template-space volume inside a dilated brain mask. Two artifacts
+leave most of their evidence where that input does not look:
+
+- ``spike``: a k-space spike is one bright point in k-space, so its herringbone is a plane
+  wave over the whole field of view, often finer than the grid can hold (a wave of 0.3
+  cycles per native voxel is gone at 2.5 mm).
+- ``ghosting``: a ghost is a shifted copy of the head along the phase-encode axis, and most
+  of it lands in the background, which the input mask removes.
+
+So both are measured on the image as acquired (its own voxel grid, before any resampling):
+
+- ``spike_score``: the prominence of the strongest isolated peak in the magnitude spectrum,
+  in natural-log units above the median of its surroundings (the voxels 3-4 away
+  from it). A clean image's spectrum is smooth away from its centre and its axes.
+- ``ghost_score``: the largest correlation, over shifts along each axis of at least an
+  eighth of the field of view, between the background (outside the dilated head) and the
+  shifted image. A clean background is noise or zero and matches no shifted copy of the head.
+
+Each score is turned into a decision by a threshold calibrated on training volumes
+(``calibrate``; stored in the model card), never by a hand-set value.
+"""
+
+import numpy as np
+from scipy import fft, ndimage
+
+DETECTORS = ("spike", "ghosting")
+#: k-space radius (cycles per voxel) inside which the image's own low frequencies dominate
+SPIKE_MIN_RADIUS = 0.02
+#: (outer, inner) half-widths of the shell whose median is a candidate's surroundings
+SPIKE_SHELL = (4, 2)
+#: candidates (by radial z-score) examined for local prominence
+SPIKE_CANDIDATES = 64
+#: shifts shorter than this fraction of the field of view are not ghosts but the head's own edge
+GHOST_MIN_SHIFT = 1.0 / 8
+#: the head mask: voxels above this fraction of the 99th percentile, dilated by GHOST_MARGIN_MM
+GHOST_FOREGROUND = 0.1
+GHOST_MARGIN_MM = 6.0
+#: Gaussian width (mm) of the high-pass that both the background and the shifted copy go through
+GHOST_HIGHPASS_MM = 2.0
+#: larger volumes are scored on 2x2x2 block means (time and memory)
+GHOST_MAX_VOXELS = 8_000_000
+
+
+def _as_volume(data):
+    data = np.asarray(data, dtype=np.float32)
+    if data.ndim != 3 or min(data.shape) < 8:
+        raise ValueError(f"the detectors need a 3D volume of at least 8 voxels per axis, got shape {data.shape}")
+    return np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def spike_score(data):
+    """Prominence (natural log) of the strongest isolated peak of the magnitude spectrum
+    outside its centre and its axes; about 1-3 for clean images, far higher with a spike."""
+    data = _as_volume(data)
+    shape = data.shape
+    mag = np.abs(fft.fftshift(fft.fftn(data - data.mean(), workers=-1)))
+    floor = np.float32(mag.max() * 1e-9 + 1e-12)
+    logk = np.log(mag + floor)
+    del mag
+    freqs = [fft.fftshift(fft.fftfreq(n)).astype(np.float32) for n in shape]
+    fx, fy, fz = np.meshgrid(*freqs, indexing="ij", sparse=True)
+    radius = np.sqrt(fx ** 2 + fy ** 2 + fz ** 2)
+    # axis lines (two coordinates at the centre) carry the image's edges; the centre its content
+    near = [np.abs(np.arange(n) - n // 2) <= 1 for n in shape]
+    nx, ny, nz = np.meshgrid(*near, indexing="ij", sparse=True)
+    on_axis = (nx & ny) | (nx & nz) | (ny & nz)
+    allowed = (radius >= SPIKE_MIN_RADIUS) & ~on_axis
+    # radial z-score picks candidates cheaply; the local shell then measures isolation
+    bins = np.minimum((radius / 0.01).astype(np.int32), 87)
+    bins = np.broadcast_to(bins, shape)
+    sums = np.bincount(bins.ravel(), logk.ravel(), minlength=88)
+    counts = np.maximum(np.bincount(bins.ravel(), minlength=88), 1)
+    profile = (sums / counts).astype(np.float32)
+    z = np.where(allowed, logk - profile[bins], -np.inf)
+    flat = np.argpartition(z.ravel(), -SPIKE_CANDIDATES)[-SPIKE_CANDIDATES:]
+    best = 0.0
+    # the shell between 2 and 4 voxels out: a spike on a head spreads over the head's own
+    # spectrum (a lobe of about 2 voxels), which a tighter shell would count as surroundings
+    outer, inner = SPIKE_SHELL
+    width = 2 * outer + 1
+    padded = np.pad(logk, outer, mode="wrap")
+    shell = np.ones((width,) * 3, bool)
+    shell[(slice(outer - inner, outer + inner + 1),) * 3] = False
+    for index in np.array(np.unravel_index(flat, shape)).T:
+        if not np.isfinite(z[tuple(index)]):
+            continue
+        cube = padded[index[0]:index[0] + width, index[1]:index[1] + width, index[2]:index[2] + width]
+        best = max(best, float(logk[tuple(index)] - np.median(cube[shell])))
+    return round(best, 4)
+
+
+def _head_mask(data, zooms):
+    high = np.percentile(data, 99)
+    if high <= 0:
+        return np.ones(data.shape, bool)
+    head = data > GHOST_FOREGROUND * high
+    head = ndimage.binary_opening(head, iterations=1)
+    margin = [max(1, int(round(GHOST_MARGIN_MM / z))) for z in zooms]
+    # a box dilation, done axis by axis (a 3D structuring element is far slower)
+    return ndimage.maximum_filter(head.astype(np.uint8), size=[2 * m + 1 for m in margin]) > 0
+
+
+def ghost_score(data, zooms=(1.0, 1.0, 1.0)):
+    """Largest correlation between the background and a copy of the image shifted along one
+    axis by at least GHOST_MIN_SHIFT of its field of view (0 where no background is left)."""
+    data = np.maximum(_as_volume(data), 0)
+    zooms = [float(z) for z in zooms]
+    if data.size > GHOST_MAX_VOXELS:  # ghosts are copies of the whole head: 2x2x2 block means keep them
+        even = tuple(slice(0, n - n % 2) for n in data.shape)
+        data = data[even].reshape(data.shape[0] // 2, 2, data.shape[1] // 2, 2, data.shape[2] // 2, 2).mean(
+            axis=(1, 3, 5))
+        zooms = [2 * z for z in zooms]
+    background = ~_head_mask(data, zooms)
+    if background.sum() < 0.02 * data.size:
+        return 0.0
+    # high-pass both: a ghost carries the head's edges, a smooth halo or a noise floor does not
+    sigma = [GHOST_HIGHPASS_MM / z for z in zooms]
+    edges = (data - ndimage.gaussian_filter(data, sigma)).astype(np.float32)
+    residual = np.where(background, edges, 0).astype(np.float32)
+    energy = float((residual ** 2).sum())
+    if energy <= 0:
+        return 0.0
+    best = 0.0
+    for axis, n in enumerate(data.shape):
+        other = tuple(a for a in range(3) if a != axis)
+        # C(s) = sum_x b(x) e(x - s): per-line cross-spectra summed over the other axes
+        cross = (fft.fft(residual, axis=axis, workers=-1) *
+                 np.conj(fft.fft(edges, axis=axis, workers=-1))).sum(axis=other)
+        covariance = np.real(fft.ifft(cross))
+        # D(s) = sum over background voxels of e(x - s)^2 (e: the high-passed image), by the same route
+        power = (fft.fft(background.astype(np.float32), axis=axis, workers=-1) *
+                 np.conj(fft.fft(edges ** 2, axis=axis, workers=-1))).sum(axis=other)
+        shifted_energy = np.maximum(np.real(fft.ifft(power)), 0)
+        shifts = np.arange(n)
+        valid = np.minimum(shifts, n - shifts) >= GHOST_MIN_SHIFT * n
+        with np.errstate(divide="ignore", invalid="ignore"):
+            corr = covariance / np.sqrt(energy * shifted_energy)
+        corr = np.where(valid & (shifted_energy > 0), corr, 0)
+        best = max(best, float(np.nanmax(corr)))
+    return round(best, 4)
+
+
+def scores(data, zooms=(1.0, 1.0, 1.0)):
+    """Both detector scores for one native-space volume."""
+    return {"spike": spike_score(data), "ghosting": ghost_score(data, zooms)}
+
+
+# --------------------------------------------------------------------------- calibration
+#: the quantiles of the training scores that bound the detector's uncertain zone
+CLEAN_QUANTILE = 0.99
+BAD_QUANTILE = 0.05
+
+
+def calibrate(clean_scores, bad_scores):
+    """A detector's decision from training scores: ``low`` = the 99th percentile of clean
+    volumes, ``high`` = the 5th percentile of volumes with the artifact (severe),
+    ``threshold`` their geometric mean; where they overlap, the threshold with the best
+    balanced accuracy and the overlap as the uncertain zone. Also the training sensitivity
+    and specificity at the threshold."""
+    clean = np.asarray(clean_scores, np.float64)
+    bad = np.asarray(bad_scores, np.float64)
+    if clean.size == 0 or bad.size == 0:
+        raise ValueError("detector calibration needs clean and artifact scores")
+    floor = 1e-4
+    low = max(float(np.quantile(clean, CLEAN_QUANTILE)), floor)
+    high = max(float(np.quantile(bad, BAD_QUANTILE)), floor)
+    if high > low:
+        threshold = float(np.sqrt(low * high))
+    else:
+        candidates = np.unique(np.concatenate([clean, bad]))
+        balanced = [((bad >= t).mean() + (clean < t).mean()) / 2 for t in candidates]
+        threshold = max(float(candidates[int(np.argmax(balanced))]), floor)
+        low, high = min(low, high), max(low, high)
+        low, high = min(low, threshold * 0.999), max(high, threshold * 1.001)
+    return {"threshold": round(threshold, 5), "low": round(low, 5), "high": round(high, 5),
+            "sensitivity": round(float((bad >= threshold).mean()), 4),
+            "specificity": round(float((clean < threshold).mean()), 4),
+            "n_clean": int(clean.size), "n_artifact": int(bad.size)}
+
+
+def probability(score, calibration, threshold, half_width_logit):
+    """A detector score on the ensemble's p_bad scale: ``threshold`` (the ensemble's) at the
+    detector's threshold, the ensemble's uncertain band at the detector's ``low`` and
+    ``high``, linear in log-odds against log(score) in between and above. Below ``low``
+    (where 99% of clean training volumes lie) the detector has no evidence and gives 0, so
+    it never moves a clean scan's p_bad there."""
+    t, low, high = (float(calibration[k]) for k in ("threshold", "low", "high"))
+    score = float(score)
+    if score < low:
+        return 0.0
+    span = np.log(high / t) if score >= t else np.log(t / low)
+    logit = np.log(threshold / (1 - threshold)) + half_width_logit * np.log(score / t) / max(span, 1e-6)
+    return float(1.0 / (1.0 + np.exp(-np.clip(logit, -30, 30))))
+
+
+def combine(p_bad, detector_scores, calibrations, threshold, half_width_logit):
+    """The scan's p_bad with the detectors: the largest of the network's p_bad and each
+    detector's probability. Returns (p_bad, {detector: probability}, the detector that set
+    p_bad above the network's, or None)."""
+    probabilities = {name: round(probability(detector_scores[name], cal, threshold, half_width_logit), 4)
+                     for name, cal in calibrations.items() if detector_scores.get(name) is not None}
+    top = max(probabilities, key=probabilities.get) if probabilities else None
+    if top is not None and probabilities[top] > p_bad:
+        return probabilities[top], probabilities, top
+    return float(p_bad), probabilities, None
