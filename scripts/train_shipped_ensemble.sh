@@ -6,7 +6,7 @@
 #   nohup bash scripts/train_shipped_ensemble.sh > build/train.log 2>&1 &
 # The training-set cache (build/cache) and per-epoch checkpoints make a rerun resume.
 # The training ends by calibrating the native-space spike and ghosting detectors on the same
-# training scans (about 20 minutes more; build/cache/detectors.tsv). The shipped ensemble's
+# training scans (10-30 minutes more; build/cache/detectors.tsv). The shipped ensemble's
 # detectors were added to its card afterwards with the same calibration:
 #   python -m bidsqc.cli.train --labels build/split/train.tsv --out bidsqc/data/ensemble \
 #       --cache build/detcache --detectors-only --seed 0 --clean-variants 2
