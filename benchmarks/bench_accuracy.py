@@ -48,12 +48,10 @@ def rate(ensemble, rows, cache_dir, detector_scores):
     """p_bad, verdict and likely artifact for every row, with the native-space detectors
     (``detector_scores``: {key: scores}) and from the network alone (``*_network``); also the
     ensemble seconds per volume."""
-    from bidsqc.detectors import combine
-    from bidsqc.model.ensemble import band_half_width_logit
+    from bidsqc.detectors import apply
 
     volumes = load_volumes(cache_dir, rows)
     results, seconds = [], []
-    half_width = band_half_width_logit(ensemble.uncertain_band)
     for row, volume in zip(rows, volumes):
         x = zscore(volume.astype(np.float32), ensemble.mask)
         started = time.perf_counter()
@@ -65,10 +63,9 @@ def rate(ensemble, rows, cache_dir, detector_scores):
         out = dict(row, p_bad_network=float(res.p_bad[0]), qc_network=verdict, top_artifact_network=top,
                    p_bad_std=float(res.p_bad_std[0]), detector_scores=detector_scores.get(row["key"]))
         if ensemble.detectors and out["detector_scores"]:
-            p_bad, _, flagged = combine(float(res.p_bad[0]), out["detector_scores"], ensemble.detectors,
-                                        ensemble.threshold, half_width)
+            _, flagged = apply(res, 0, out["detector_scores"], ensemble.detectors, ensemble.threshold,
+                               ensemble.uncertain_band)
             if flagged:
-                res.raise_p_bad(0, p_bad)
                 verdict = res.verdicts(ensemble.threshold, ensemble.uncertain_band)[0]
                 top = flagged
         results.append(dict(out, p_bad=float(res.p_bad[0]), qc=verdict, top_artifact=top))

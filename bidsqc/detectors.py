@@ -205,3 +205,16 @@ def combine(p_bad, detector_scores, calibrations, threshold, half_width_logit):
     if top is not None and probabilities[top] > p_bad:
         return probabilities[top], probabilities, top
     return float(p_bad), probabilities, None
+
+
+def apply(result, index, detector_scores, calibrations, threshold, band):
+    """Bring the detectors into volume ``index`` of an ensemble ``QCResult``: where one sets
+    p_bad above the network's, raise the volume's p_bad and its folds' (``raise_p_bad``), so
+    its verdict follows. Returns ({detector: probability}, the detector that did, or None)."""
+    from .model.ensemble import band_half_width_logit
+
+    p_bad, probabilities, flagged = combine(float(result.p_bad[index]), detector_scores, calibrations,
+                                            threshold, band_half_width_logit(band))
+    if flagged:
+        result.raise_p_bad(index, p_bad)
+    return probabilities, flagged

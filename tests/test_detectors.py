@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bidsqc.artifacts.simulators import ghosting, noise, spike
-from bidsqc.detectors import calibrate, combine, ghost_score, probability, spike_score
+from bidsqc.detectors import apply, calibrate, combine, ghost_score, probability, spike_score
 from bidsqc.model.ensemble import QCResult
 
 
@@ -89,3 +89,13 @@ def test_combining_raises_p_bad_only_where_a_detector_fires():
                       p_bad_folds=np.array([[0.1, 0.3]]))
     result.raise_p_bad(0, p)
     assert result.p_bad[0] == p and result.verdicts(0.86, (0.77, 0.92)) == ["fail"]
+    # apply: the same on a result, with the band's half-width taken from the band
+    band = (0.77, 0.92)
+    result = QCResult(p_bad=np.array([0.2, 0.2]), p_bad_std=np.array([0.01, 0.01]), p_artifacts={},
+                      p_bad_folds=np.array([[0.1, 0.3], [0.1, 0.3]]))
+    probs, flagged = apply(result, 1, {"spike": 1.2, "ghosting": 0.5}, cals, 0.86, band)
+    assert flagged == "ghosting" and probs["ghosting"] > 0.86
+    assert result.p_bad[1] == pytest.approx(probs["ghosting"], abs=1e-4)
+    assert result.p_bad[0] == 0.2 and result.verdicts(0.86, band) == ["pass", "fail"]
+    assert apply(result, 0, {"spike": 1.2, "ghosting": 0.01}, cals, 0.86, band)[1] is None
+    assert result.p_bad[0] == 0.2

@@ -13,6 +13,7 @@ def main(argv=None):
                         format="%(asctime)s %(levelname)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("nipype").setLevel(logging.WARNING)
     from ..artifacts.simulators import ARTIFACTS
+    from ..detectors import DETECTORS
     from ..model.train import add_detectors, read_labels, scans_from_folder, train_ensemble
     from ..preprocessing.pipeline import DEFAULT_SHAPE, DEFAULT_SPACING_MM
 
@@ -43,7 +44,7 @@ def main(argv=None):
             print(f"bidsqc-train: error: {exc}", file=sys.stderr)
             return 2
         print(f"detectors calibrated into {args.out}: " + ", ".join(
-            f"{name} threshold {card['detectors'][name]['threshold']}" for name in ("spike", "ghosting")))
+            f"{name} threshold {card['detectors'][name]['threshold']}" for name in DETECTORS))
         return 0
     train_ensemble(scans, args.out, cache, template_id=args.template, folds=args.folds, epochs=args.epochs,
                    batch_size=args.batch_size, mixup_alpha=args.mixup_alpha, loss=args.loss,

@@ -26,7 +26,7 @@ class PredictQC(QCInterface):
     stage = "predict"
 
     def _stage(self, info, cwd):
-        from ..detectors import combine
+        from ..detectors import apply
         from ..model.ensemble import MC_SEED, band_half_width_logit, load_cached, uncertain_band
 
         ensemble = load_cached(self.inputs.model_dir)
@@ -39,18 +39,13 @@ class PredictQC(QCInterface):
         p_artifacts = {a: round(float(v[0]), 4) for a, v in result.p_artifacts.items()}
         record = {"p_bad_network": round(float(result.p_bad[0]), 4),
                   "likely_artifact": max(p_artifacts, key=p_artifacts.get)}
-        qc = result.verdicts(threshold, band)[0]
         scores = info.get("detector_scores") or {}
         if ensemble.detectors and scores:
-            p_bad, p_detectors, flagged = combine(float(result.p_bad[0]), scores, ensemble.detectors, threshold,
-                                                  band_half_width_logit(band))
-            record["p_detectors"] = p_detectors
-            if flagged:  # a detector saw what the network's grid cannot: its verdict and its name
-                result.raise_p_bad(0, p_bad)
-                qc = result.verdicts(threshold, band)[0]
+            record["p_detectors"], flagged = apply(result, 0, scores, ensemble.detectors, threshold, band)
+            if flagged:  # a detector saw what the network's grid cannot: it names the artifact
                 record["likely_artifact"] = flagged
         record.update({"p_bad": round(float(result.p_bad[0]), 4), "p_bad_std": round(float(result.p_bad_std[0]), 4),
-                       "p_artifacts": p_artifacts, "qc": qc, "threshold": threshold,
+                       "p_artifacts": p_artifacts, "qc": result.verdicts(threshold, band)[0], "threshold": threshold,
                        "uncertain_band": list(band), "mc_samples": int(self.inputs.mc_samples or
                                                                 ensemble.card.get("mc_samples", 4)),
                        "mc_seed": MC_SEED, "model_id": ensemble.model_id, "n_folds": len(ensemble.models)})

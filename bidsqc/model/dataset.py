@@ -61,14 +61,15 @@ def plan_variants(scans, n_clean_variants=2, severities=("mild", "severe"), p_se
     return jobs
 
 
-def native_jobs(jobs):
-    """Give planned jobs the cache keys of their native-space volumes (``key``)."""
+def assign_keys(jobs, signature):
+    """Give planned jobs their cache keys (``key``) under ``signature`` (a grid signature,
+    or "native" for native-space volumes); each source scan is checksummed once."""
     checksums = {}
     for job in jobs:
         src = job["source_file"]
         if src not in checksums:
             checksums[src] = file_checksum(src)
-        job["key"] = _job_key(job, checksums[src], "native")
+        job["key"] = _job_key(job, checksums[src], signature)
     return jobs
 
 
@@ -186,7 +187,6 @@ def build_dataset(scans, cache_dir, template_id, grid_shape, grid_affine, input_
     leaves those jobs out after planning, so the other volumes keep their seeds and cache keys."""
     cache_dir = Path(cache_dir)
     (cache_dir / "volumes").mkdir(parents=True, exist_ok=True)
-    checksums = {}
     # volumes depend on the grid, the input mask and the pre-smoothing: all enter every cache key
     from ..preprocessing.pipeline import PRESMOOTH_FWHM_MM
 
@@ -195,12 +195,7 @@ def build_dataset(scans, cache_dir, template_id, grid_shape, grid_affine, input_
     jobs = plan_variants(scans, n_clean_variants=n_clean_variants, seed=seed, p_severe=p_severe,
                          every_severity=every_severity, artifacts=artifacts, severities=severities,
                          raw_scan_variation=raw_scan_variation)
-    jobs = [job for job in jobs if job["artifact"] not in skip_artifacts]
-    for job in jobs:
-        src = job["source_file"]
-        if src not in checksums:
-            checksums[src] = file_checksum(src)
-        job["key"] = _job_key(job, checksums[src], signature)
+    jobs = assign_keys([job for job in jobs if job["artifact"] not in skip_artifacts], signature)
     manifest_path = cache_dir / "manifest.tsv"
     done = {}
     if manifest_path.exists():

@@ -28,7 +28,7 @@ from ..preprocessing.pipeline import (DEFAULT_SHAPE, DEFAULT_SPACING_MM, PRESMOO
                                       make_input_mask)
 from ..preprocessing.resample import zscore
 from .card import CARD_NAME, MASK_NAME, read_card, write_json_atomic
-from .dataset import build_dataset, detector_table, file_checksum, load_volumes, native_jobs, plan_variants
+from .dataset import build_dataset, detector_table, file_checksum, load_volumes, assign_keys, plan_variants
 from .ensemble import UNCERTAIN_HALF_WIDTH_LOGIT, uncertain_band
 
 LOGGER = logging.getLogger("bidsqc")
@@ -327,8 +327,8 @@ def calibrate_detectors(scans, cache_dir, seed=0, n_clean_variants=2, nprocs=2):
     with the training plan's seeds. Returns the model card's ``detectors`` entry."""
     from ..detectors import DETECTORS, calibrate
 
-    jobs = native_jobs(plan_variants(scans, n_clean_variants=n_clean_variants, severities=("severe",), seed=seed,
-                                     artifacts=ARTIFACTS, raw_scan_variation=True))
+    jobs = assign_keys(plan_variants(scans, n_clean_variants=n_clean_variants, severities=("severe",), seed=seed,
+                                     artifacts=ARTIFACTS, raw_scan_variation=True), "native")
     jobs = [j for j in jobs if j["label"] == 0.0 or j["artifact"] in DETECTORS]
     table = detector_table(jobs, cache_dir, nprocs=nprocs)
     clean = [table[j["key"]] for j in jobs if j["label"] == 0.0 and j["key"] in table]
