@@ -45,9 +45,9 @@ def auc(negatives, positives):
 
 
 def rate(ensemble, rows, cache_dir, detector_scores):
-    """p_bad, verdict and likely artifact for every row, with the native-space detectors
-    (``detector_scores``: {key: scores}) and from the network alone (``*_network``); also the
-    ensemble seconds per volume."""
+    """p_bad, verdict and likely artifact for every row, with the native-space detectors and
+    the card's artifact naming (``detector_scores``: {key: scores}) and from the network
+    alone (``*_network``); also the ensemble seconds per volume."""
     from bidsqc.detectors import apply
 
     volumes = load_volumes(cache_dir, rows)
@@ -62,12 +62,13 @@ def rate(ensemble, rows, cache_dir, detector_scores):
         top = max(p_art, key=p_art.get)
         out = dict(row, p_bad_network=float(res.p_bad[0]), qc_network=verdict, top_artifact_network=top,
                    p_bad_std=float(res.p_bad_std[0]), detector_scores=detector_scores.get(row["key"]))
+        flagged = None
         if ensemble.detectors and out["detector_scores"]:
             _, flagged = apply(res, 0, out["detector_scores"], ensemble.detectors, ensemble.threshold,
                                ensemble.uncertain_band)
             if flagged:
                 verdict = res.verdicts(ensemble.threshold, ensemble.uncertain_band)[0]
-                top = flagged
+        top = ensemble.likely_artifact(p_art, out["detector_scores"], flagged)
         results.append(dict(out, p_bad=float(res.p_bad[0]), qc=verdict, top_artifact=top))
     return results, seconds
 

@@ -1,4 +1,5 @@
-"""Native-space detectors for the artifacts the model's grid cannot see.
+"""Native-space scores: detectors for the artifacts the model's grid cannot see, and the
+scores that name an artifact.
 
 The network rates a 2.5 mm template-space volume inside a dilated brain mask. Two artifacts
 leave most of their evidence where that input does not look:
@@ -18,14 +19,25 @@ So both are measured on the image as acquired (its own voxel grid, before any re
   eighth of the field of view, between the background (outside the dilated head) and the
   shifted image. A clean background is noise or zero and matches no shifted copy of the head.
 
-Each score is turned into a decision by a threshold calibrated on training volumes
-(``calibrate``; stored in the model card), never by a hand-set value.
+Each detector score is turned into a decision by a threshold calibrated on training
+volumes (``calibrate``; stored in the model card), never by a hand-set value.
+
+Four more scores help name the artifact (bidsqc.model.naming) but raise no p_bad, since
+clean scans from other scanners vary in them too much for a threshold learnt from the
+training scans: ``thick_score`` (one axis smoother from slice to slice than the others:
+thick slices on a finer grid; a clean scan with one coarser axis also scores a little),
+``truncation_score`` (a cliff in the spectrum: truncated k-space, which rings as Gibbs),
+``bias_score`` (the span of a smooth intensity field) and ``background_score``
+(high-passed power outside the head: noise, motion ringing).
 """
 
 import numpy as np
 from scipy import fft, ndimage
 
+#: detectors whose calibrated score can raise p_bad (named after the artifact they detect)
 DETECTORS = ("spike", "ghosting")
+#: every native-space score: the detectors' and those only the artifact naming uses
+FEATURES = DETECTORS + ("thick_slices", "truncation", "bias", "background")
 #: k-space radius (cycles per voxel) inside which the image's own low frequencies dominate
 SPIKE_MIN_RADIUS = 0.02
 #: (outer, inner) half-widths of the shell whose median is a candidate's surroundings
@@ -41,6 +53,15 @@ GHOST_MARGIN_MM = 6.0
 GHOST_HIGHPASS_MM = 2.0
 #: larger volumes are scored on 2x2x2 block means (time and memory)
 GHOST_MAX_VOXELS = 8_000_000
+#: background_score's value for a background with no high-passed power (log10)
+BACKGROUND_FLOOR = -6.0
+#: thick_score's quantile of the slice-pair roughness: below 0.5, so that slices copied in
+#: pairs (a 4-5 mm slice on a 2 mm grid: every other pair identical) already count
+THICK_QUANTILE = 0.4
+#: thick_score's roughness floor, a fraction of the head's mean intensity (copied slices differ by 0)
+THICK_FLOOR = 1e-3
+#: bias_score's block edge (mm)
+BIAS_BLOCK_MM = 12.0
 
 
 def _as_volume(data):
@@ -50,15 +71,19 @@ def _as_volume(data):
     return np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def spike_score(data):
+def _magnitude_spectrum(data):
+    """|FFT| of the mean-removed volume, centred (fftshift), float32."""
+    return np.abs(fft.fftshift(fft.fftn(data - data.mean(), workers=-1))).astype(np.float32)
+
+
+def spike_score(data, magnitude=None):
     """Prominence (natural log) of the strongest isolated peak of the magnitude spectrum
     outside its centre and its axes; about 1-3 for clean images, far higher with a spike."""
     data = _as_volume(data)
     shape = data.shape
-    mag = np.abs(fft.fftshift(fft.fftn(data - data.mean(), workers=-1)))
+    mag = _magnitude_spectrum(data) if magnitude is None else magnitude
     floor = np.float32(mag.max() * 1e-9 + 1e-12)
     logk = np.log(mag + floor)
-    del mag
     freqs = [fft.fftshift(fft.fftfreq(n)).astype(np.float32) for n in shape]
     fx, fy, fz = np.meshgrid(*freqs, indexing="ij", sparse=True)
     radius = np.sqrt(fx ** 2 + fy ** 2 + fz ** 2)
@@ -105,6 +130,18 @@ def _head_mask(data, zooms):
 def ghost_score(data, zooms=(1.0, 1.0, 1.0)):
     """Largest correlation between the background and a copy of the image shifted along one
     axis by at least GHOST_MIN_SHIFT of its field of view (0 where no background is left)."""
+    return _background_scores(data, zooms)[0]
+
+
+def background_score(data, zooms=(1.0, 1.0, 1.0)):
+    """log10 of the mean high-passed power outside the dilated head over that inside it:
+    about -6 (the floor) for a zeroed background, higher with noise, ghosts or motion
+    ringing there."""
+    return _background_scores(data, zooms)[1]
+
+
+def _background_scores(data, zooms):
+    """(ghost_score, background_score) from one high-pass of the volume."""
     data = np.maximum(_as_volume(data), 0)
     zooms = [float(z) for z in zooms]
     if data.size > GHOST_MAX_VOXELS:  # ghosts are copies of the whole head: 2x2x2 block means keep them
@@ -113,15 +150,19 @@ def ghost_score(data, zooms=(1.0, 1.0, 1.0)):
             axis=(1, 3, 5))
         zooms = [2 * z for z in zooms]
     background = ~_head_mask(data, zooms)
-    if background.sum() < 0.02 * data.size:
-        return 0.0
+    n_background = int(background.sum())
+    if n_background < 0.02 * data.size:
+        return 0.0, BACKGROUND_FLOOR
     # high-pass both: a ghost carries the head's edges, a smooth halo or a noise floor does not
     sigma = [GHOST_HIGHPASS_MM / z for z in zooms]
     edges = (data - ndimage.gaussian_filter(data, sigma)).astype(np.float32)
     residual = np.where(background, edges, 0).astype(np.float32)
     energy = float((residual ** 2).sum())
+    inside = float((edges ** 2).sum()) - energy
+    ratio = (energy / n_background) / max(inside / max(data.size - n_background, 1), 1e-30)
+    background_level = round(max(float(np.log10(ratio)) if ratio > 0 else BACKGROUND_FLOOR, BACKGROUND_FLOOR), 4)
     if energy <= 0:
-        return 0.0
+        return 0.0, background_level
     best = 0.0
     for axis, n in enumerate(data.shape):
         other = tuple(a for a in range(3) if a != axis)
@@ -139,12 +180,111 @@ def ghost_score(data, zooms=(1.0, 1.0, 1.0)):
             corr = covariance / np.sqrt(energy * shifted_energy)
         corr = np.where(valid & (shifted_energy > 0), corr, 0)
         best = max(best, float(np.nanmax(corr)))
+    return round(best, 4), background_level
+
+
+def thick_score(data, zooms=(1.0, 1.0, 1.0)):
+    """How much smoother the image is from slice to slice along its smoothest axis than
+    along the other two: natural log of the other axes' roughness (geometric mean) over
+    that axis', where roughness is the THICK_QUANTILE over neighbouring-slice pairs of the
+    mean absolute difference inside the head. About 0-0.15 for a scan acquired on its grid
+    (a little more with one coarser axis: 0.13-0.14 for ds002748 sub-01 resampled to 1.2 mm
+    along one axis), several units for thick slices interpolated or copied onto a finer
+    grid."""
+    data = np.maximum(_as_volume(data), 0)
+    high = np.percentile(data, 99)
+    if high <= 0:
+        return 0.0
+    head = ndimage.binary_opening(data > GHOST_FOREGROUND * high, iterations=1)
+    floor = THICK_FLOOR * float(data[head].mean()) if head.any() else 1e-6
+    roughness = []
+    for axis in range(3):
+        lead = [slice(None)] * 3
+        lag = [slice(None)] * 3
+        lead[axis], lag[axis] = slice(1, None), slice(None, -1)
+        pair = head[tuple(lead)] & head[tuple(lag)]
+        step = np.abs(data[tuple(lead)] - data[tuple(lag)]) * pair
+        other = tuple(a for a in range(3) if a != axis)
+        count = pair.sum(axis=other)
+        used = count >= max(1, 0.05 * count.max())
+        per_pair = step.sum(axis=other)[used] / count[used]
+        roughness.append(max(float(np.quantile(per_pair, THICK_QUANTILE)) if per_pair.size else floor, floor))
+    roughness = np.array(roughness)
+    best = max(np.log(np.sqrt(np.prod(np.delete(roughness, a))) / roughness[a]) for a in range(3))
+    return round(float(best), 4)
+
+
+def truncation_score(data, magnitude=None):
+    """Sharpest knee of the power spectrum along any axis (power summed over the other two,
+    natural log): the largest fall across a few frequency bins in excess of the fall on
+    either side of them. Truncated k-space (what rings as Gibbs) falls off a cliff at the
+    cut, even after the magnitude image puts some power back above it; a natural spectrum
+    falls smoothly (about 0-0.5)."""
+    data = _as_volume(data)
+    mag = _magnitude_spectrum(data) if magnitude is None else magnitude
+    best = 0.0
+    for axis, n in enumerate(data.shape):
+        width = max(2, n // 64)
+        half = n // 2
+        if half < 8 * width:
+            continue
+        other = tuple(a for a in range(3) if a != axis)
+        profile = (mag.astype(np.float64) ** 2).sum(axis=other)
+        radial = np.bincount(np.abs(np.arange(n) - n // 2), profile)[:half]
+        logp = np.log(radial / max(radial.sum(), 1e-300) + 1e-30)
+        fall = logp[:-2 * width] - logp[2 * width:]           # fall across radius r (index r - width)
+        excess = fall[2 * width:-2 * width] - 0.5 * (fall[:-4 * width] + fall[4 * width:])
+        start = max(0, half // 16 - 3 * width)                 # the lowest radii fall steeply anyway
+        if excess[start:].size:
+            best = max(best, float(excess[start:].max()))
     return round(best, 4)
 
 
+def bias_score(data, zooms=(1.0, 1.0, 1.0)):
+    """Span (natural log) of a smooth intensity field across the head: a quadratic fitted to
+    the log of each ~BIAS_BLOCK_MM block's bright-tissue level (its 95th percentile, blocks
+    at least half inside the head). A bias field adds its span; tissue contrast between
+    blocks mostly averages out in the fit."""
+    data = np.maximum(_as_volume(data), 0)
+    high = np.percentile(data, 99)
+    if high <= 0:
+        return 0.0
+    head = ndimage.binary_opening(data > GHOST_FOREGROUND * high, iterations=1)
+    size = [max(2, int(round(BIAS_BLOCK_MM / float(z)))) for z in zooms]
+    counts = [n // b for n, b in zip(data.shape, size)]
+    if min(counts) < 3:
+        return 0.0
+    crop = tuple(slice(0, c * b) for c, b in zip(counts, size))
+
+    def blocks(volume):
+        v = volume[crop].reshape(counts[0], size[0], counts[1], size[1], counts[2], size[2])
+        return v.transpose(0, 2, 4, 1, 3, 5).reshape(counts[0], counts[1], counts[2], -1)
+
+    inside = blocks(head).mean(axis=-1)
+    values = blocks(np.where(head, data, 0))
+    m = values.shape[-1]
+    level = np.partition(values, int(0.95 * (m - 1)), axis=-1)[..., int(0.95 * (m - 1))]
+    use = (inside >= 0.5) & (level > 0)
+    if use.sum() < 10:
+        return 0.0
+    coords = [np.linspace(-1, 1, c) for c in counts]
+    x, y, z = np.meshgrid(*coords, indexing="ij")
+    x, y, z = x[use], y[use], z[use]
+    design = np.stack([np.ones_like(x), x, y, z, x * x, y * y, z * z, x * y, x * z, y * z], axis=1)
+    target = np.log(level[use])
+    coef, *_ = np.linalg.lstsq(design, target, rcond=None)
+    fitted = design @ coef
+    return round(float(fitted.max() - fitted.min()), 4)
+
+
 def scores(data, zooms=(1.0, 1.0, 1.0)):
-    """Both detector scores for one native-space volume."""
-    return {"spike": spike_score(data), "ghosting": ghost_score(data, zooms)}
+    """Every native-space score (FEATURES) for one volume; the spectrum is computed once."""
+    data = _as_volume(data)
+    magnitude = _magnitude_spectrum(data)
+    ghost, background = _background_scores(data, zooms)
+    return {"spike": spike_score(data, magnitude), "ghosting": ghost, "thick_slices": thick_score(data, zooms),
+            "truncation": truncation_score(data, magnitude), "bias": bias_score(data, zooms),
+            "background": background}
 
 
 # --------------------------------------------------------------------------- calibration

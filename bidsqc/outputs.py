@@ -109,6 +109,7 @@ def qc_row(record, artifacts):
         "p_bad_network": _fmt(record.get("p_bad_network")),
         "spike_score": _fmt(scores.get("spike")),
         "ghost_score": _fmt(scores.get("ghosting")),
+        "thick_score": _fmt(scores.get("thick_slices")),
     })
     row.update({
         "reg_quality": _fmt(record.get("reg_quality")),

@@ -1,13 +1,15 @@
-"""Native-space spike and ghosting detectors (bidsqc.detectors): they respond to their
-artifact on real scans, stay low on clean stripped and raw scans, and their calibration
-maps onto the ensemble's p_bad scale without touching scans below the clean range."""
+"""Native-space scores (bidsqc.detectors): the spike and ghosting detectors and the scores
+the artifact naming uses respond to their artifact on real scans and stay low on clean
+stripped and raw scans; the calibration maps onto the ensemble's p_bad scale
+without touching scans below the clean range."""
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-from bidsqc.artifacts.simulators import ghosting, noise, spike
-from bidsqc.detectors import apply, calibrate, combine, ghost_score, probability, spike_score
+from bidsqc.artifacts.simulators import bias, ghosting, gibbs, motion, noise, spike, thick_slices
+from bidsqc.detectors import (FEATURES, apply, background_score, bias_score, calibrate, combine, ghost_score,
+                              probability, scores, spike_score, thick_score, truncation_score)
 from bidsqc.model.ensemble import QCResult
 
 
@@ -43,6 +45,44 @@ def test_ghost_score_sees_a_shifted_copy_in_the_background_not_noise(stripped, r
     assert ghost_score(noise(data, sigma=0.05, seed=1), zooms) < 0.05
     # a volume with no background left gives 0, not an error
     assert ghost_score(np.ones((20, 20, 20), np.float32)) == 0.0
+
+
+def test_thick_score_sees_slices_copied_along_one_axis_not_anisotropic_voxels(stripped, raw_head, shared_data):
+    for data, zooms in (stripped, raw_head):
+        clean = thick_score(data, zooms)
+        assert clean < 0.5, clean
+        for axis in range(3):
+            thick = thick_score(thick_slices(data, zooms, axis=axis, thickness_mm=5.0), zooms)
+            assert thick > clean + 2.0, (axis, clean, thick)
+    # a scan acquired with 2 x 2 x 3 mm voxels is not a thick-slice scan on a fine grid
+    img = nib.load(shared_data / "raw" / "itk_KmeansTest_T1UCharRaw.nii.gz")
+    assert thick_score(np.asarray(img.dataobj, np.float32), img.header.get_zooms()[:3]) < 0.5
+
+
+def test_truncation_score_sees_the_cut_in_kspace_that_rings(stripped, raw_head):
+    for data, zooms in (stripped, raw_head):
+        clean = truncation_score(data)
+        cut = truncation_score(gibbs(data, axes=[1], keep_fraction=0.2))
+        moved = truncation_score(motion(data, zooms, axis=1, times=[0.4], rotations_deg=[[3, -4, 5]],
+                                        translations_mm=[[4, -3, 5]]))
+        assert clean < 0.6 and cut > 2.0 and moved < cut - 1.0, (clean, cut, moved)
+
+
+def test_bias_and_background_scores(stripped, raw_head):
+    for data, zooms in (stripped, raw_head):
+        field = [0.0] * 20
+        field[1], field[4], field[10] = 0.6, -0.5, 0.4  # linear terms along each axis: a smooth field
+        clean, biased = bias_score(data, zooms), bias_score(bias(data, field), zooms)
+        assert biased > clean + 0.3, (clean, biased)
+    data, zooms = stripped
+    # a skull-stripped scan's background is zero; noise or motion ringing put power there
+    assert background_score(data, zooms) == -6.0
+    assert background_score(noise(data, sigma=0.05, seed=0), zooms) > -3
+    assert background_score(motion(data, zooms, axis=1, times=[0.4], rotations_deg=[[3, -4, 5]],
+                                   translations_mm=[[4, -3, 5]]), zooms) > -5
+    every = scores(data, zooms)
+    assert list(every) == list(FEATURES)
+    assert every["ghosting"] == ghost_score(data, zooms) and every["spike"] == spike_score(data)
 
 
 def test_detectors_reject_a_non_3d_input():

@@ -101,7 +101,7 @@ def motion(data, zooms, axis, times, rotations_deg, translations_mm):
     out_k = _kspace(data)
     image = sitk.GetImageFromArray(np.ascontiguousarray(data.transpose(2, 1, 0)))
     image.SetSpacing(tuple(float(z) for z in zooms))
-    center = [(s - 1) * z / 2 for s, z in zip(data.shape, zooms)]
+    center = [(s - 1) * float(z) / 2 for s, z in zip(data.shape, zooms)]
     for time, rot, trans in sorted(zip(times, rotations_deg, translations_mm), key=lambda m: m[0]):
         rigid = sitk.Euler3DTransform(center, *np.deg2rad(rot).tolist(), tuple(float(t) for t in trans))
         moved = sitk.Resample(image, image, rigid, sitk.sitkLinear, 0.0)

@@ -37,13 +37,14 @@ class PredictQC(QCInterface):
         if self.inputs.threshold >= 0:  # keep the band's width (in log-odds) around a user threshold
             band = uncertain_band(threshold, band_half_width_logit(band))
         p_artifacts = {a: round(float(v[0]), 4) for a, v in result.p_artifacts.items()}
-        record = {"p_bad_network": round(float(result.p_bad[0]), 4),
-                  "likely_artifact": max(p_artifacts, key=p_artifacts.get)}
+        record = {"p_bad_network": round(float(result.p_bad[0]), 4)}
         scores = info.get("detector_scores") or {}
+        flagged = None
         if ensemble.detectors and scores:
             record["p_detectors"], flagged = apply(result, 0, scores, ensemble.detectors, threshold, band)
-            if flagged:  # a detector saw what the network's grid cannot: it names the artifact
-                record["likely_artifact"] = flagged
+        # the card's naming weighs the network's heads and the native scores; a detector that
+        # raised p_bad, or the network's top head, names it where there is no naming
+        record["likely_artifact"] = ensemble.likely_artifact(p_artifacts, scores, flagged)
         record.update({"p_bad": round(float(result.p_bad[0]), 4), "p_bad_std": round(float(result.p_bad_std[0]), 4),
                        "p_artifacts": p_artifacts, "qc": result.verdicts(threshold, band)[0], "threshold": threshold,
                        "uncertain_band": list(band), "mc_samples": int(self.inputs.mc_samples or

@@ -125,16 +125,18 @@ def _detector_job(job):
 
 
 def detector_table(jobs, cache_dir, nprocs=2):
-    """Native-space detector scores (bidsqc.detectors) of jobs or manifest rows (each with a
-    ``key``), cached in ``cache_dir``/detectors.tsv; returns {key: {detector: score}}."""
-    from ..detectors import DETECTORS
+    """Native-space scores (bidsqc.detectors.FEATURES) of jobs or manifest rows (each with a
+    ``key``), cached in ``cache_dir``/detectors.tsv; returns {key: {feature: score}}. A
+    cached row without every current feature (written by an older version) is scored again."""
+    from ..detectors import FEATURES
 
     path = Path(cache_dir) / "detectors.tsv"
     table = {}
     if path.exists():
         with open(path, newline="") as handle:
             for row in csv.DictReader(handle, delimiter="\t"):
-                table[row["key"]] = {d: float(row[d]) for d in DETECTORS}
+                if all(row.get(f) not in (None, "") for f in FEATURES):
+                    table[row["key"]] = {f: float(row[f]) for f in FEATURES}
     todo = {job["key"]: job for job in jobs if job["key"] not in table}
     LOGGER.info("detectors: %d volumes, %d scored before, %d to score", len(jobs), len(jobs) - len(todo), len(todo))
 
@@ -142,9 +144,9 @@ def detector_table(jobs, cache_dir, nprocs=2):
         tmp = path.with_suffix(".tmp")
         with open(tmp, "w", newline="") as handle:
             writer = csv.writer(handle, delimiter="\t")
-            writer.writerow(["key"] + list(DETECTORS))
+            writer.writerow(["key"] + list(FEATURES))
             for key, values in table.items():
-                writer.writerow([key] + [values[d] for d in DETECTORS])
+                writer.writerow([key] + [values[f] for f in FEATURES])
         os.replace(tmp, path)
 
     with ProcessPoolExecutor(max_workers=max(1, nprocs)) as pool:

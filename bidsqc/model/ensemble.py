@@ -124,6 +124,27 @@ class Ensemble:
         entry = self.card.get("detectors") or {}
         return {name: entry[name] for name in DETECTORS if name in entry}
 
+    def name_artifact(self, p_artifacts, native_scores):
+        """(artifact, {artifact: probability}) from the card's artifact naming
+        (bidsqc.model.naming), or None for an ensemble without one or a scan without every
+        native score."""
+        from ..detectors import FEATURES
+        from .naming import name_artifact
+
+        entry = self.card.get("naming")
+        if not entry or not native_scores or any(native_scores.get(f) is None for f in FEATURES):
+            return None
+        return name_artifact(entry, p_artifacts, native_scores, self.artifacts)
+
+    def likely_artifact(self, p_artifacts, native_scores=None, flagged=None):
+        """The artifact a scan most likely has: the card's naming where it has one and the
+        scan every native score; else the detector that raised p_bad (``flagged``); else
+        the network's most probable artifact head."""
+        named = self.name_artifact(p_artifacts, native_scores)
+        if named:
+            return named[0]
+        return flagged or max(p_artifacts, key=p_artifacts.get)
+
     @property
     def threshold(self):
         return float(self.card["decision"]["threshold"])
@@ -166,11 +187,12 @@ class Ensemble:
     def checksum(self):
         return ensemble_checksum(self.model_dir, self.card)
 
-    def predict(self, volumes, mc_samples=None, batch_size=16, seed=MC_SEED):
-        """Predict z-scored volumes (n, *grid) with every fold and ``mc_samples`` MC-dropout
-        passes each; returns a QCResult. Passes are batched: each copy gets its own mask.
-        The dropout masks are drawn from ``seed`` afresh for every volume and fold, so a scan
-        gets the same rating whatever else is in the run (``seed=None``: not reproducible)."""
+    def predict(self, volumes, mc_samples=None, batch_size=16, seed=MC_SEED, folds=None):
+        """Predict z-scored volumes (n, *grid) with every fold (or the fold indices
+        ``folds``) and ``mc_samples`` MC-dropout passes each; returns a QCResult. Passes are
+        batched: each copy gets its own mask. The dropout masks are drawn from ``seed`` afresh
+        for every volume and fold, so a scan gets the same rating whatever else is in the run
+        (``seed=None``: not reproducible)."""
         volumes = np.asarray(volumes, dtype=np.float32)
         if volumes.ndim == 3:
             volumes = volumes[None]
@@ -180,17 +202,19 @@ class Ensemble:
         if mc_samples < 1:
             raise ValueError("mc_samples must be at least 1")
         n = volumes.shape[0]
-        p_bad = np.zeros((n, len(self.models), mc_samples), np.float32)
-        p_art = np.zeros((n, len(self.models), mc_samples, len(self.artifacts)), np.float32)
+        folds = list(range(len(self.models))) if folds is None else [int(f) for f in folds]
+        p_bad = np.zeros((n, len(folds), mc_samples), np.float32)
+        p_art = np.zeros((n, len(folds), mc_samples, len(self.artifacts)), np.float32)
         for i in range(n):
             repeated = np.repeat(volumes[i:i + 1, ..., None], mc_samples, axis=0)
-            for f, model in enumerate(self.models):
+            for j, f in enumerate(folds):
+                model = self.models[f]
                 if seed is not None:
                     _seed_mc_dropout(model, seed * 1009 + f)
                 out = model.predict_on_batch(repeated) if mc_samples <= batch_size else \
                     model.predict(repeated, batch_size=batch_size, verbose=0)
-                p_bad[i, f] = np.asarray(out["p_bad"])[:, 0]
-                p_art[i, f] = np.asarray(out["artifacts"])
+                p_bad[i, j] = np.asarray(out["p_bad"])[:, 0]
+                p_art[i, j] = np.asarray(out["artifacts"])
         flat = p_bad.reshape(n, -1)
         arts = p_art.reshape(n, -1, len(self.artifacts)).mean(axis=1)
         return QCResult(p_bad=flat.mean(axis=1), p_bad_std=flat.std(axis=1),

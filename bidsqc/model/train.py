@@ -320,17 +320,21 @@ def scans_from_folder(folder):
     return scans
 
 
-def calibrate_detectors(scans, cache_dir, seed=0, n_clean_variants=2, nprocs=2):
-    """Calibrate the native-space detectors (bidsqc.detectors) on the training scans: clean
-    volumes are each good scan as is and ``n_clean_variants`` clean variations with raw-scan
-    noise and sharpening; artifact volumes are the severe spike and ghosting versions drawn
-    with the training plan's seeds. Returns the model card's ``detectors`` entry."""
+def native_plan(scans, seed=0, n_clean_variants=2):
+    """The volumes the native-space scores are calibrated on: each good scan as is,
+    ``n_clean_variants`` clean variations with raw-scan noise and sharpening, and the severe
+    version of every artifact, drawn with the training plan's seeds (so with
+    ``--exclude-mild`` they are the training volumes themselves)."""
+    return assign_keys(plan_variants(scans, n_clean_variants=n_clean_variants, severities=("severe",), seed=seed,
+                                     artifacts=ARTIFACTS, raw_scan_variation=True), "native")
+
+
+def calibrate_detectors(jobs, table, n_clean_variants=2):
+    """Calibrate the native-space detectors (bidsqc.detectors.DETECTORS) on the scores
+    ``table`` of the ``native_plan`` ``jobs``: clean volumes against the severe volumes of
+    each detector's artifact. Returns the model card's ``detectors`` entry."""
     from ..detectors import DETECTORS, calibrate
 
-    jobs = assign_keys(plan_variants(scans, n_clean_variants=n_clean_variants, severities=("severe",), seed=seed,
-                                     artifacts=ARTIFACTS, raw_scan_variation=True), "native")
-    jobs = [j for j in jobs if j["label"] == 0.0 or j["artifact"] in DETECTORS]
-    table = detector_table(jobs, cache_dir, nprocs=nprocs)
     clean = [table[j["key"]] for j in jobs if j["label"] == 0.0 and j["key"] in table]
     entry = {"space": "the conformed (RAS) image on its own voxel grid, before registration",
              "clean": f"each good training scan and {n_clean_variants} clean variations with raw-scan noise",
@@ -347,11 +351,63 @@ def calibrate_detectors(scans, cache_dir, seed=0, n_clean_variants=2, nprocs=2):
     return entry
 
 
+def out_of_fold_artifacts(ensemble, rows, volumes):
+    """Each row's per-artifact probabilities from the fold model that did not train on its
+    subject (the card's per-fold held-out subjects), with the MC-dropout passes and seeding
+    the ensemble rates scans with: (n, artifacts), NaN where no fold held the subject out."""
+    fold_of = {}
+    for f, fold in enumerate(ensemble.card["metrics"]["per_fold"]):
+        for subject in fold.get("subjects", []):
+            fold_of[subject] = f
+    out = np.full((len(rows), len(ensemble.artifacts)), np.nan, np.float32)
+    for f in range(len(ensemble.models)):
+        index = [i for i, r in enumerate(rows) if fold_of.get(r["subject"]) == f]
+        if index:
+            x = np.stack([zscore(volumes[i].astype(np.float32), ensemble.mask) for i in index])
+            result = ensemble.predict(x, folds=[f])
+            out[index] = np.stack([result.p_artifacts[a] for a in ensemble.artifacts], axis=1)
+    return out
+
+
+def fit_naming(model_dir, scans, cache_dir, jobs, table, seed=0, n_clean_variants=2, nprocs=2):
+    """Fit the artifact naming (bidsqc.model.naming) on the severe artifact volumes of the
+    ``native_plan``: their native scores from ``table`` and the out-of-fold probabilities
+    of the ensemble in ``model_dir`` on their preprocessed volumes (built into ``cache_dir``
+    where the training did not already). Returns the model card's ``naming`` entry."""
+    from .ensemble import Ensemble
+    from .naming import fit
+
+    ensemble = Ensemble.load(model_dir)
+    training = ensemble.card.get("training", {})
+    rows, _ = build_dataset(scans, cache_dir, ensemble.card["input"]["template"], ensemble.grid_shape,
+                            ensemble.grid_affine, ensemble.mask, n_clean_variants=n_clean_variants, seed=seed,
+                            nprocs=nprocs, severities=("severe",),
+                            raw_scan_variation=bool(training.get("raw_scan_variation", False)))
+    native = {(j["subject"], j["variant"]): j["key"] for j in jobs if j["artifact"] in ARTIFACTS}
+    rows = [r for r in rows if r["artifact"] in ARTIFACTS and native.get((r["subject"], r["variant"])) in table]
+    volumes = load_volumes(cache_dir, rows)
+    p_art = out_of_fold_artifacts(ensemble, rows, volumes)
+    keep = [i for i in range(len(rows)) if np.isfinite(p_art[i]).all()]
+    if not keep:
+        raise ValueError("no training volume has an out-of-fold prediction to fit the artifact naming on")
+    entry = fit(p_art[keep], [table[native[(rows[i]["subject"], rows[i]["variant"])]] for i in keep],
+                [rows[i]["artifact"] for i in keep], [rows[i]["subject"] for i in keep], ensemble.artifacts)
+    LOGGER.info("artifact naming: top-1 %s (grouped CV on %d training volumes) against the network heads' %.3f",
+                entry["cv_top1"], entry["n_volumes"], entry["network_top1"])
+    return entry
+
+
 def add_detectors(model_dir, scans, cache_dir, seed=0, n_clean_variants=2, nprocs=2):
-    """Calibrate the detectors on ``scans`` and store them in the model card of ``model_dir``."""
+    """Score the ``native_plan`` of ``scans`` (cached in ``cache_dir``/detectors.tsv),
+    calibrate the detectors and fit the artifact naming, and store both in the model card
+    of ``model_dir``."""
+    jobs = native_plan(scans, seed=seed, n_clean_variants=n_clean_variants)
+    table = detector_table(jobs, cache_dir, nprocs=nprocs)
     card = read_card(model_dir)
-    card["detectors"] = calibrate_detectors(scans, cache_dir, seed=seed, n_clean_variants=n_clean_variants,
-                                            nprocs=nprocs)
+    card["detectors"] = calibrate_detectors(jobs, table, n_clean_variants=n_clean_variants)
+    write_json_atomic(Path(model_dir) / CARD_NAME, card)
+    card["naming"] = fit_naming(model_dir, scans, cache_dir, jobs, table, seed=seed,
+                                n_clean_variants=n_clean_variants, nprocs=nprocs)
     write_json_atomic(Path(model_dir) / CARD_NAME, card)
     return card
 
@@ -540,10 +596,15 @@ def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", fol
         "metrics": {"per_fold": fold_metrics, "pooled": pooled},
         "library_versions": _versions(),
     }
-    if detectors:
-        card["detectors"] = calibrate_detectors(scans, cache_dir, seed=seed, n_clean_variants=n_clean_variants,
-                                                nprocs=nprocs)
     write_json_atomic(out_dir / CARD_NAME, card)
+    if detectors:
+        try:
+            card = add_detectors(out_dir, scans, cache_dir, seed=seed, n_clean_variants=n_clean_variants,
+                                 nprocs=nprocs)
+        except ValueError as exc:  # e.g. only rated-bad scans: the ensemble stands, rated by its network
+            LOGGER.warning("%s: written without the native-space detectors or artifact naming (%s); add them "
+                           "with bidsqc-train --detectors-only", out_dir, exc)
+            card = read_card(out_dir)
     shutil.rmtree(work, ignore_errors=True)
     LOGGER.info("ensemble %s written to %s: pooled CV AUC %.3f, accuracy %.3f (threshold %.2f) in %.0f s",
                 model_id, out_dir, pooled["auc"], pooled["accuracy"], threshold, time.time() - started)

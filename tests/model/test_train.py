@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 
 from bidsqc.artifacts import ARTIFACTS
+from bidsqc.detectors import DETECTORS, FEATURES
 from bidsqc.model.card import ModelCardError, read_card
 from bidsqc.model.dataset import _job_key, build_dataset, plan_variants
 from bidsqc.model.ensemble import Ensemble, band_half_width_logit, uncertain_band
-from bidsqc.model.train import augment, brain_distance, read_labels, scalp_layers, train_ensemble
+from bidsqc.model.train import (add_detectors, augment, brain_distance, read_labels, scalp_layers,
+                                train_ensemble)
 from bidsqc.preprocessing.pipeline import PRESMOOTH_FWHM_MM
 from bidsqc.preprocessing.resample import zscore
 
@@ -58,11 +60,30 @@ def test_training_writes_a_complete_ensemble(tiny_ensemble):
     assert lo <= card["decision"]["threshold"] <= hi
     assert (lo, hi) == uncertain_band(card["decision"]["threshold"])
     # the native-space detectors are calibrated on the training scans: 3 clean, 3 of each artifact
-    for name in ("spike", "ghosting"):
+    assert {n for n in card["detectors"] if isinstance(card["detectors"][n], dict)} == set(DETECTORS)
+    for name in DETECTORS:
         cal = card["detectors"][name]
         assert cal["n_clean"] == 3 and cal["n_artifact"] == 3
         assert 0 < cal["low"] <= cal["threshold"] <= cal["high"]
     assert (folder.parent / "cache" / "detectors.tsv").is_file()
+    # the artifact naming is fit on the 30 severe volumes' out-of-fold predictions
+    naming = card["naming"]
+    assert naming["n_volumes"] == 30 and naming["n_subjects"] == 3
+    assert naming["artifacts"] == sorted(ARTIFACTS)
+    assert np.asarray(naming["coef"]).shape == (len(ARTIFACTS), len(naming["features"]))
+    assert 0 <= naming["cv_top1"] <= 1 and 0 <= naming["network_top1"] <= 1
+
+
+def test_detectors_only_recalibrates_the_same_card(tiny_ensemble, tmp_path):
+    """bidsqc-train --detectors-only on a copy: the scores come from the cache and the
+    out-of-fold passes are seeded, so the detectors and the naming come out the same."""
+    folder, card = tiny_ensemble
+    copy = tmp_path / "ensemble"
+    shutil.copytree(folder, copy)
+    labels = folder.parent / "labels.tsv"
+    again = add_detectors(copy, read_labels(labels), folder.parent / "cache", seed=1, n_clean_variants=0)
+    assert again["detectors"] == card["detectors"] and again["naming"] == card["naming"]
+    assert read_card(copy)["naming"] == card["naming"]
 
 
 def test_application_loads_and_runs_the_trained_ensemble(tiny_ensemble, stripped_t1w, tmp_path):
@@ -92,8 +113,10 @@ def test_application_loads_and_runs_the_trained_ensemble(tiny_ensemble, stripped
     assert info["model_id"] == card["model_id"]
     assert nib.load(nodes["normalize"].result.outputs.out_file).shape == TINY_GRID
     # the detectors scored the scan on its own grid and the card's calibration rated it
-    assert set(info["detector_scores"]) == {"spike", "ghosting"}
-    assert set(info["p_detectors"]) == {"spike", "ghosting"} and info["p_bad"] >= info["p_bad_network"]
+    assert set(info["detector_scores"]) == set(FEATURES)
+    assert set(info["p_detectors"]) == set(DETECTORS) and info["p_bad"] >= info["p_bad_network"]
+    # and the card's naming named the artifact from the heads and the native scores
+    assert info["likely_artifact"] == ensemble.name_artifact(info["p_artifacts"], info["detector_scores"])[0]
 
 
 def test_excluded_artifacts_are_left_out_and_the_rest_keep_their_cache_keys(tiny_ensemble):

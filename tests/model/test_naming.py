@@ -1,0 +1,51 @@
+"""Artifact naming (bidsqc.model.naming): a logistic regression on the network's artifact
+heads and the native-space scores, stored in the card as numbers."""
+
+import numpy as np
+import pytest
+
+from bidsqc.detectors import FEATURES
+from bidsqc.model.naming import feature_names, fit, name_artifact
+
+ARTIFACTS = ["motion", "gibbs", "thick_slices"]
+
+
+def _volumes(rng, n_subjects=12):
+    """Per subject one volume of each artifact: the network's heads all favour gibbs; only
+    the native scores tell motion (background power) and thick slices (thick score) apart."""
+    p, native, labels, groups = [], [], [], []
+    for subject in range(n_subjects):
+        for artifact in ARTIFACTS:
+            p.append([0.3 + rng.uniform(-0.05, 0.05), 0.6 + rng.uniform(-0.05, 0.05), 0.2])
+            score = {f: float(rng.normal(0, 0.1)) for f in FEATURES}
+            score["ghosting"] = 0.01
+            score["thick_slices"] = 4.0 + rng.normal(0, 0.3) if artifact == "thick_slices" else 0.1
+            score["truncation"] = 3.0 + rng.normal(0, 0.3) if artifact == "gibbs" else 0.3
+            score["background"] = -3.0 + rng.normal(0, 0.3) if artifact == "motion" else -6.0
+            native.append(score)
+            labels.append(artifact)
+            groups.append(f"sub-{subject}")
+    return np.array(p), native, labels, groups
+
+
+def test_naming_learns_what_the_native_scores_tell_apart():
+    p, native, labels, groups = _volumes(np.random.default_rng(0))
+    entry = fit(p, native, labels, groups, ARTIFACTS)
+    assert entry["features"] == feature_names(ARTIFACTS)
+    assert entry["network_top1"] == pytest.approx(1 / 3, abs=1e-3)  # the heads name everything gibbs
+    assert entry["cv_top1"] >= 0.95 and entry["n_subjects"] == 12
+    test_p, test_native, test_labels, _ = _volumes(np.random.default_rng(1), n_subjects=3)
+    for probs, score, label in zip(test_p, test_native, test_labels):
+        name, probabilities = name_artifact(entry, dict(zip(ARTIFACTS, probs)), score, ARTIFACTS)
+        assert name == label and probabilities[name] == max(probabilities.values())
+        assert sum(probabilities.values()) == pytest.approx(1, abs=1e-3)
+
+
+def test_naming_from_other_features_fails_clearly():
+    p, native, labels, groups = _volumes(np.random.default_rng(0), n_subjects=4)
+    entry = fit(p, native, labels, groups, ARTIFACTS)
+    entry["features"] = entry["features"][:-1]
+    with pytest.raises(ValueError, match="detectors-only"):
+        name_artifact(entry, dict(zip(ARTIFACTS, p[0])), native[0], ARTIFACTS)
+    with pytest.raises(ValueError, match="two artifact types"):
+        fit(p[:1], native[:1], labels[:1], groups[:1], ARTIFACTS)
