@@ -1,7 +1,7 @@
 """Native-space scores: detectors for the artifacts the model's grid cannot see, and the
 scores that name an artifact.
 
-The network rates a 2.5 mm template-space volume inside a dilated brain mask. Two artifacts
+The network rates a 2.5 mm template-space volume inside a dilated brain mask. Three artifacts
 leave most of their evidence where that input does not look:
 
 - ``spike``: a k-space spike is one bright point in k-space, so its herringbone is a plane
@@ -9,8 +9,11 @@ leave most of their evidence where that input does not look:
   cycles per native voxel is gone at 2.5 mm).
 - ``ghosting``: a ghost is a shifted copy of the head along the phase-encode axis, and most
   of it lands in the background, which the input mask removes.
+- ``thick_slices``: slices several millimetres thick, interpolated or copied onto a finer
+  grid, make neighbouring slices along one axis nearly identical; at 2.5 mm this looks
+  much like a smooth brain.
 
-So both are measured on the image as acquired (its own voxel grid, before any resampling):
+So they are measured on the image as acquired (its own voxel grid, before any resampling):
 
 - ``spike_score``: the prominence of the strongest isolated peak in the magnitude spectrum,
   in natural-log units above the median of its surroundings (the voxels 3-4 away
@@ -18,14 +21,15 @@ So both are measured on the image as acquired (its own voxel grid, before any re
 - ``ghost_score``: the largest correlation, over shifts along each axis of at least an
   eighth of the field of view, between the background (outside the dilated head) and the
   shifted image. A clean background is noise or zero and matches no shifted copy of the head.
+- ``thick_score``: how much smaller the difference between neighbouring slices is along the
+  smoothest axis than along the other two (natural log). A clean scan with one coarser axis
+  scores a little (0.13-0.14 at 1.2 mm), so its clean calibration volumes include such scans.
 
 Each detector score is turned into a decision by a threshold calibrated on training
 volumes (``calibrate``; stored in the model card), never by a hand-set value.
 
-Four more scores help name the artifact (bidsqc.model.naming) but raise no p_bad, since
-clean scans from other scanners vary in them too much for a threshold learnt from the
-training scans: ``thick_score`` (one axis smoother from slice to slice than the others:
-thick slices on a finer grid; a clean scan with one coarser axis also scores a little),
+Three more scores only help name the artifact (bidsqc.model.naming), since clean scans
+from other scanners vary in them too much for a threshold learnt from the training scans:
 ``truncation_score`` (a cliff in the spectrum: truncated k-space, which rings as Gibbs),
 ``bias_score`` (the span of a smooth intensity field) and ``background_score``
 (high-passed power outside the head: noise, motion ringing).
@@ -35,9 +39,9 @@ import numpy as np
 from scipy import fft, ndimage
 
 #: detectors whose calibrated score can raise p_bad (named after the artifact they detect)
-DETECTORS = ("spike", "ghosting")
-#: every native-space score: the detectors' and those only the artifact naming uses
-FEATURES = DETECTORS + ("thick_slices", "truncation", "bias", "background")
+DETECTORS = ("spike", "ghosting", "thick_slices")
+#: every native-space score, in the order the artifact naming uses them
+FEATURES = ("spike", "ghosting", "thick_slices", "truncation", "bias", "background")
 #: k-space radius (cycles per voxel) inside which the image's own low frequencies dominate
 SPIKE_MIN_RADIUS = 0.02
 #: (outer, inner) half-widths of the shell whose median is a candidate's surroundings

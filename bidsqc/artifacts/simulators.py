@@ -53,6 +53,11 @@ RANGES = {
 CLEAN_RANGES = {"gamma": (0.75, 1.35), "bias_amplitude": (0.0, 0.18), "fwhm_mm": (0.0, 1.6),
                 "sharpen": (0.0, 0.8), "noise_sigma": (0.0, 0.06), "fov_margin_fraction": (0.0, 1.0)}
 
+# A clean scan acquired with one coarser axis (ADNI's MPRAGE: 1 x 1 x 1.2 mm): the slice spacing
+# along the drawn axis, as a factor of the scan's own. Used for the native-space detectors'
+# clean calibration volumes (bidsqc.model.train.native_plan), not for network training.
+ANISOTROPIC_RANGE = {"slice_factor": (1.1, 1.6)}
+
 
 # --------------------------------------------------------------------------- helpers
 def _kspace(data):
@@ -253,6 +258,27 @@ def bad_slices(data, axis, starts, width, scale, mode="dropout"):
     return out
 
 
+def reslice(data, zooms, axis, slice_factor):
+    """A clean acquisition with slices ``slice_factor`` times thicker along ``axis``: the
+    slice profile (Gaussian, the extra width over the native spacing) then linear sampling
+    on the coarser grid. Returns (array, the voxel index along ``axis`` of the new first
+    slice's centre, in native voxels)."""
+    sigma = np.sqrt(max(slice_factor ** 2 - 1.0, 0.0)) / 2.355
+    smooth = ndimage.gaussian_filter1d(data, sigma, axis=axis, mode="nearest") if sigma > 0 else data
+    n = data.shape[axis]
+    m = max(2, int(np.floor(n / slice_factor)))
+    offset = 0.5 * slice_factor - 0.5
+    matrix = np.ones(3)
+    matrix[axis] = slice_factor
+    shift = np.zeros(3)
+    shift[axis] = offset
+    shape = list(data.shape)
+    shape[axis] = m
+    out = ndimage.affine_transform(smooth, matrix, offset=shift, output_shape=tuple(shape), order=1,
+                                   mode="nearest")
+    return out.astype(np.float32), offset
+
+
 def clean_variation(data, zooms, gamma, bias_coefficients, fwhm_mm, sharpen=0.0, noise_sigma=0.0, seed=0):
     """Scanner-to-scanner variation of a clean scan: contrast (power ``gamma`` of the
     intensities), a weak bias field, a resolution change (Gaussian ``fwhm_mm``), a crisper
@@ -364,6 +390,12 @@ def sample_bad_slices(rng, severity, data, zooms):
             "scale": round(_uniform(rng, "bad_slices", "scale", severity), 3)}
 
 
+def sample_anisotropic(rng):
+    """Parameters for ``reslice`` from ANISOTROPIC_RANGE: a drawn axis and slice factor."""
+    return {"axis": int(rng.integers(0, 3)),
+            "slice_factor": round(float(rng.uniform(*ANISOTROPIC_RANGE["slice_factor"])), 3)}
+
+
 def sample_clean_variation(rng, raw_scan=False):
     """Parameters for ``clean_variation`` from CLEAN_RANGES; with ``raw_scan`` also raw-scan
     sharpening and noise (``bidsqc-train --raw-scan-variation``)."""
@@ -412,6 +444,12 @@ def apply_artifact(img, artifact, params):
         affine[:3, 3] = (img.affine @ shift)[:3]
     elif artifact == "clean":
         out = clean_variation(data, zooms, **params)
+    elif artifact == "anisotropic":
+        out, offset = reslice(data, zooms, **params)
+        step = np.eye(4)
+        step[params["axis"], params["axis"]] = params["slice_factor"]
+        step[params["axis"], 3] = offset
+        affine = img.affine @ step
     elif artifact in ARTIFACTS:
         out = globals()[artifact](data, **params)
     else:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import ARTIFACTS, apply_artifact, sample_params
-from ..artifacts.simulators import CLEAN_RANGES, RANGES, sample_clean_variation
+from ..artifacts.simulators import ANISOTROPIC_RANGE, CLEAN_RANGES, RANGES, sample_anisotropic, sample_clean_variation
 
 LOGGER = logging.getLogger("bidsqc")
 
@@ -76,7 +76,8 @@ def assign_keys(jobs, signature):
 def _job_key(job, checksum, signature):
     """Cache key of a job: the source scan, the variant, its seed, the grid signature and
     the parameter ranges its parameters are drawn from (so widening a range rebuilds)."""
-    ranges = CLEAN_RANGES if job["artifact"] == "clean" else RANGES.get(job["artifact"])
+    ranges = CLEAN_RANGES if job["artifact"] == "clean" else \
+        ANISOTROPIC_RANGE if job["artifact"] == "anisotropic" else RANGES.get(job["artifact"])
     text = json.dumps([checksum, job["variant"], job["artifact"], job["severity"], job["seed"], signature,
                        ranges] + ([True] if job.get("raw_scan") else []))
     return hashlib.sha1(text.encode()).hexdigest()[:16]
@@ -99,7 +100,7 @@ def native_image(job):
 
     img, _ = conform(load_image(job["source_file"]), name=job["source_file"])
     params = {}
-    if job["artifact"] != "clean" and job["artifact"] not in ARTIFACTS:
+    if job["artifact"] not in ("clean", "anisotropic") and job["artifact"] not in ARTIFACTS:
         return img, params
     if job.get("params") not in (None, ""):
         params = json.loads(job["params"]) if isinstance(job["params"], str) else dict(job["params"])
@@ -109,6 +110,8 @@ def native_image(job):
         return img, params
     elif job["artifact"] == "clean":
         params = sample_clean_variation(np.random.default_rng(job["seed"]), raw_scan=job.get("raw_scan", False))
+    elif job["artifact"] == "anisotropic":
+        params = sample_anisotropic(np.random.default_rng(job["seed"]))
     else:
         rng = np.random.default_rng(job["seed"])
         data = np.asarray(img.dataobj, np.float32)

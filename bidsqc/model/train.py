@@ -322,11 +322,16 @@ def scans_from_folder(folder):
 
 def native_plan(scans, seed=0, n_clean_variants=2):
     """The volumes the native-space scores are calibrated on: each good scan as is,
-    ``n_clean_variants`` clean variations with raw-scan noise and sharpening, and the severe
-    version of every artifact, drawn with the training plan's seeds (so with
-    ``--exclude-mild`` they are the training volumes themselves)."""
-    return assign_keys(plan_variants(scans, n_clean_variants=n_clean_variants, severities=("severe",), seed=seed,
-                                     artifacts=ARTIFACTS, raw_scan_variation=True), "native")
+    ``n_clean_variants`` clean variations with raw-scan noise and sharpening, one resliced
+    with a coarser axis (a clean anisotropic acquisition), and the severe version of every
+    artifact, drawn with the training plan's seeds (so with ``--exclude-mild`` they are the
+    training volumes themselves)."""
+    jobs = plan_variants(scans, n_clean_variants=n_clean_variants, severities=("severe",), seed=seed,
+                         artifacts=ARTIFACTS, raw_scan_variation=True)
+    rng = np.random.default_rng([seed, 1])  # its own stream: the other jobs keep the training plan's seeds
+    for job in [j for j in jobs if j["variant"] == "original"]:
+        jobs.append(dict(job, variant="anisotropic0", artifact="anisotropic", seed=int(rng.integers(2 ** 31))))
+    return assign_keys(jobs, "native")
 
 
 def calibrate_detectors(jobs, table, n_clean_variants=2):
@@ -337,7 +342,8 @@ def calibrate_detectors(jobs, table, n_clean_variants=2):
 
     clean = [table[j["key"]] for j in jobs if j["label"] == 0.0 and j["key"] in table]
     entry = {"space": "the conformed (RAS) image on its own voxel grid, before registration",
-             "clean": f"each good training scan and {n_clean_variants} clean variations with raw-scan noise",
+             "clean": f"each good training scan, {n_clean_variants} clean variations with raw-scan noise and "
+                      "one resliced with a 1.1-1.6 times coarser axis",
              "artifact": "the severe simulated version of each good training scan",
              "rule": "each detector's score maps to the p_bad scale (its threshold at the ensemble's threshold, "
                      "its low/high at the uncertain band, 0 below low); p_bad is the largest of the "

@@ -222,3 +222,25 @@ def test_clean_variation_adds_raw_scan_noise_and_sharpening():
         assert low <= params[name] <= high
     # the clean noise range stays below mild noise, so a clean variant is never a mild artifact
     assert sim.CLEAN_RANGES["noise_sigma"][1] < sim.RANGES["noise"]["sigma"]["mild"][0]
+
+
+def test_reslice_makes_a_clean_scan_with_one_coarser_axis():
+    """A clean anisotropic acquisition for the detectors' calibration: fewer, thicker slices
+    along one axis, the world position of every slice kept by the affine."""
+    data = sim.ndimage.gaussian_filter(phantom(), 1.0)
+    params = {"axis": 1, "slice_factor": 1.5}
+    out = apply_artifact(image(data), "anisotropic", params)
+    assert out.shape == (40, 32, 36)
+    assert np.allclose(out.header.get_zooms()[:3], (1.0, 1.5, 1.0))
+    assert np.array_equal(np.asarray(out.dataobj), np.asarray(apply_artifact(image(data), "anisotropic",
+                                                                             params).dataobj))
+    # new slice j sits at native index 1.5 j + 0.25, where the (smoothed) native image has its value
+    world = out.affine @ np.array([20, 10, 18, 1.0])
+    assert np.allclose(world[:3], (20, 15.25, 18))
+    native = sim.ndimage.gaussian_filter1d(data, np.sqrt(1.5 ** 2 - 1) / 2.355, axis=1, mode="nearest")
+    expected = 0.75 * native[20, 15, 18] + 0.25 * native[20, 16, 18]
+    assert np.asarray(out.dataobj)[20, 10, 18] == pytest.approx(expected, rel=1e-4)
+    for seed in range(20):
+        drawn = sim.sample_anisotropic(np.random.default_rng(seed))
+        low, high = sim.ANISOTROPIC_RANGE["slice_factor"]
+        assert low <= drawn["slice_factor"] <= high and drawn["axis"] in (0, 1, 2)

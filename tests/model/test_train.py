@@ -59,11 +59,11 @@ def test_training_writes_a_complete_ensemble(tiny_ensemble):
     lo, hi = card["decision"]["uncertain_band"]
     assert lo <= card["decision"]["threshold"] <= hi
     assert (lo, hi) == uncertain_band(card["decision"]["threshold"])
-    # the native-space detectors are calibrated on the training scans: 3 clean, 3 of each artifact
+    # the native-space detectors are calibrated on the training scans: 6 clean, 3 of each artifact
     assert {n for n in card["detectors"] if isinstance(card["detectors"][n], dict)} == set(DETECTORS)
     for name in DETECTORS:
         cal = card["detectors"][name]
-        assert cal["n_clean"] == 3 and cal["n_artifact"] == 3
+        assert cal["n_clean"] == 6 and cal["n_artifact"] == 3  # 3 as they are, 3 resliced
         assert 0 < cal["low"] <= cal["threshold"] <= cal["high"]
     assert (folder.parent / "cache" / "detectors.tsv").is_file()
     # the artifact naming is fit on the 30 severe volumes' out-of-fold predictions
