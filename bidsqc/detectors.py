@@ -281,14 +281,26 @@ def bias_score(data, zooms=(1.0, 1.0, 1.0)):
     return round(float(fitted.max() - fitted.min()), 4)
 
 
-def scores(data, zooms=(1.0, 1.0, 1.0)):
-    """Every native-space score (FEATURES) for one volume; the spectrum is computed once."""
+def scores(data, zooms=(1.0, 1.0, 1.0), only=None):
+    """The native-space scores (FEATURES, or the names in ``only``) of one volume; the
+    spectrum and the background high-pass are computed once, and only where needed."""
     data = _as_volume(data)
-    magnitude = _magnitude_spectrum(data)
-    ghost, background = _background_scores(data, zooms)
-    return {"spike": spike_score(data, magnitude), "ghosting": ghost, "thick_slices": thick_score(data, zooms),
-            "truncation": truncation_score(data, magnitude), "bias": bias_score(data, zooms),
-            "background": background}
+    wanted = list(FEATURES) if only is None else [f for f in FEATURES if f in set(only)]
+    out = {}
+    if {"spike", "truncation"} & set(wanted):
+        magnitude = _magnitude_spectrum(data)
+        if "spike" in wanted:
+            out["spike"] = spike_score(data, magnitude)
+        if "truncation" in wanted:
+            out["truncation"] = truncation_score(data, magnitude)
+        del magnitude
+    if {"ghosting", "background"} & set(wanted):
+        out["ghosting"], out["background"] = _background_scores(data, zooms)
+    if "thick_slices" in wanted:
+        out["thick_slices"] = thick_score(data, zooms)
+    if "bias" in wanted:
+        out["bias"] = bias_score(data, zooms)
+    return {f: out[f] for f in wanted}
 
 
 # --------------------------------------------------------------------------- calibration

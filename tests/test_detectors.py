@@ -139,3 +139,24 @@ def test_combining_raises_p_bad_only_where_a_detector_fires():
     assert result.p_bad[0] == 0.2 and result.verdicts(0.86, band) == ["pass", "fail"]
     assert apply(result, 0, {"spike": 1.2, "ghosting": 0.01}, cals, 0.86, band)[1] is None
     assert result.p_bad[0] == 0.2
+
+
+def test_a_cache_from_an_older_version_gets_only_its_missing_scores(stripped_t1w, stripped, tmp_path):
+    """detectors.tsv written before some scores existed: the scores it holds are kept (here a
+    marker value no detector gives) and only the missing ones are computed."""
+    from bidsqc.model.dataset import detector_table
+
+    (tmp_path / "detectors.tsv").write_text("key\tspike\tghosting\nscan\t9.99\t0.5\n")
+    job = {"key": "scan", "subject": "sub-01", "source_file": str(stripped_t1w), "variant": "original",
+           "artifact": "none", "severity": "none", "label": 0.0, "seed": None}
+    table = detector_table([job], tmp_path, nprocs=1)
+    data, zooms = stripped
+    assert table["scan"]["spike"] == 9.99 and table["scan"]["ghosting"] == 0.5
+    fresh = scores(data, zooms, only=["thick_slices", "bias"])
+    assert list(fresh) == ["thick_slices", "bias"]
+    assert table["scan"]["thick_slices"] == fresh["thick_slices"] and table["scan"]["bias"] == fresh["bias"]
+    assert set(table["scan"]) == set(FEATURES)
+    header, row = (tmp_path / "detectors.tsv").read_text().splitlines()
+    assert header.split("\t") == ["key"] + list(FEATURES) and row.startswith("scan\t9.99\t0.5\t")
+    # a second call scores nothing again
+    assert detector_table([job], tmp_path, nprocs=1) == table

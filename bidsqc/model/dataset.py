@@ -120,17 +120,18 @@ def native_image(job):
     return apply_artifact(img, job["artifact"], params), params
 
 
-def _detector_job(job):
+def _detector_job(job, only=None):
     from ..detectors import scores
 
     img, _ = native_image(job)
-    return scores(np.asarray(img.dataobj, np.float32), img.header.get_zooms()[:3])
+    return scores(np.asarray(img.dataobj, np.float32), img.header.get_zooms()[:3], only=only)
 
 
 def detector_table(jobs, cache_dir, nprocs=2):
     """Native-space scores (bidsqc.detectors.FEATURES) of jobs or manifest rows (each with a
     ``key``), cached in ``cache_dir``/detectors.tsv; returns {key: {feature: score}}. A
-    cached row without every current feature (written by an older version) is scored again."""
+    cached row that lacks some current scores (written by an older version) keeps the ones
+    it has and gets only the missing ones computed."""
     from ..detectors import FEATURES
 
     path = Path(cache_dir) / "detectors.tsv"
@@ -138,9 +139,8 @@ def detector_table(jobs, cache_dir, nprocs=2):
     if path.exists():
         with open(path, newline="") as handle:
             for row in csv.DictReader(handle, delimiter="\t"):
-                if all(row.get(f) not in (None, "") for f in FEATURES):
-                    table[row["key"]] = {f: float(row[f]) for f in FEATURES}
-    todo = {job["key"]: job for job in jobs if job["key"] not in table}
+                table[row["key"]] = {f: float(row[f]) for f in FEATURES if row.get(f) not in (None, "")}
+    todo = {job["key"]: job for job in jobs if len(table.get(job["key"], {})) < len(FEATURES)}
     LOGGER.info("detectors: %d volumes, %d scored before, %d to score", len(jobs), len(jobs) - len(todo), len(todo))
 
     def save():
@@ -149,21 +149,22 @@ def detector_table(jobs, cache_dir, nprocs=2):
             writer = csv.writer(handle, delimiter="\t")
             writer.writerow(["key"] + list(FEATURES))
             for key, values in table.items():
-                writer.writerow([key] + [values[f] for f in FEATURES])
+                writer.writerow([key] + [values.get(f, "") for f in FEATURES])
         os.replace(tmp, path)
 
     with ProcessPoolExecutor(max_workers=max(1, nprocs)) as pool:
-        futures = {pool.submit(_detector_job, job): key for key, job in todo.items()}
+        futures = {pool.submit(_detector_job, job, [f for f in FEATURES if f not in table.get(key, {})]): key
+                   for key, job in todo.items()}
         for i, future in enumerate(futures, 1):
             key = futures[future]
             try:
-                table[key] = future.result()
+                table[key] = dict(table.get(key, {}), **future.result())
             except Exception as exc:  # one unreadable scan never stops the others
                 LOGGER.warning("detectors: %s (%s) failed: %s", todo[key]["source_file"], todo[key]["variant"], exc)
             if i % 20 == 0 or i == len(todo):
                 LOGGER.info("detectors: %d/%d volumes scored", i, len(todo))
                 save()
-    return {job["key"]: table[job["key"]] for job in jobs if job["key"] in table}
+    return {job["key"]: table[job["key"]] for job in jobs if len(table.get(job["key"], {})) == len(FEATURES)}
 
 
 def _run_job(job, cache_dir):
