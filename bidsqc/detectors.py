@@ -1,7 +1,7 @@
 """Native-space scores: detectors for the artifacts the model's grid cannot see, and the
 scores that name an artifact.
 
-The network rates a 2.5 mm template-space volume inside a dilated brain mask. Three artifacts
+The network rates a 2.5 mm template-space volume inside a dilated brain mask. Four artifacts
 leave most of their evidence where that input does not look:
 
 - ``spike``: a k-space spike is one bright point in k-space, so its herringbone is a plane
@@ -12,6 +12,8 @@ leave most of their evidence where that input does not look:
 - ``thick_slices``: slices several millimetres thick, interpolated or copied onto a finer
   grid, make neighbouring slices along one axis nearly identical; at 2.5 mm this looks
   much like a smooth brain.
+- ``bad_slices``: a slab of a few slices dropped in intensity or out of order is a few
+  millimetres thick, about one voxel of the 2.5 mm grid.
 
 So they are measured on the image as acquired (its own voxel grid, before any resampling):
 
@@ -24,6 +26,8 @@ So they are measured on the image as acquired (its own voxel grid, before any re
 - ``thick_score``: how much smaller the difference between neighbouring slices is along the
   smoothest axis than along the other two (natural log). A clean scan with one coarser axis
   scores a little (0.13-0.14 at 1.2 mm), so its clean calibration volumes include such scans.
+- ``slice_score``: the largest break between neighbouring slices, relative to its running
+  median (natural log).
 
 Each detector score is turned into a decision by a threshold calibrated on training
 volumes (``calibrate``; stored in the model card), never by a hand-set value.
@@ -39,9 +43,9 @@ import numpy as np
 from scipy import fft, ndimage
 
 #: detectors whose calibrated score can raise p_bad (named after the artifact they detect)
-DETECTORS = ("spike", "ghosting", "thick_slices")
+DETECTORS = ("spike", "ghosting", "thick_slices", "bad_slices")
 #: every native-space score, in the order the artifact naming uses them
-FEATURES = ("spike", "ghosting", "thick_slices", "truncation", "bias", "background")
+FEATURES = ("spike", "ghosting", "thick_slices", "truncation", "bias", "background", "bad_slices")
 #: k-space radius (cycles per voxel) inside which the image's own low frequencies dominate
 SPIKE_MIN_RADIUS = 0.02
 #: (outer, inner) half-widths of the shell whose median is a candidate's surroundings
@@ -66,6 +70,10 @@ THICK_QUANTILE = 0.4
 THICK_FLOOR = 1e-3
 #: bias_score's block edge (mm)
 BIAS_BLOCK_MM = 12.0
+#: slice_score: half-width (mm) of the running median a slice pair is compared with, and the
+#: least head area (fraction of the largest) of a slice pair that counts
+SLICE_WINDOW_MM = 10.0
+SLICE_MIN_AREA = 0.25
 
 
 def _as_volume(data):
@@ -218,6 +226,40 @@ def thick_score(data, zooms=(1.0, 1.0, 1.0)):
     return round(float(best), 4)
 
 
+def slice_score(data, zooms=(1.0, 1.0, 1.0)):
+    """The largest break between neighbouring slices along any axis: natural log of a slice
+    pair's relative difference (mean absolute difference over mean intensity, inside the
+    head of either slice) over its running median (+-SLICE_WINDOW_MM). A slab dropped in
+    intensity, slices out of order or a slab cut away break the run of similar neighbours
+    (about 1-2.5); a clean scan changes smoothly (about 0.3-0.6)."""
+    data = np.maximum(_as_volume(data), 0)
+    high = np.percentile(data, 99)
+    if high <= 0:
+        return 0.0
+    head = ndimage.binary_opening(data > GHOST_FOREGROUND * high, iterations=1)
+    best = 0.0
+    for axis in range(3):
+        lead = [slice(None)] * 3
+        lag = [slice(None)] * 3
+        lead[axis], lag[axis] = slice(1, None), slice(None, -1)
+        pair = head[tuple(lead)] | head[tuple(lag)]  # either slice: a dropped slab leaves the head mask
+        other = tuple(a for a in range(3) if a != axis)
+        count = pair.sum(axis=other)
+        step = (np.abs(data[tuple(lead)] - data[tuple(lag)]) * pair).sum(axis=other)
+        level = (np.maximum(data[tuple(lead)], data[tuple(lag)]) * pair).sum(axis=other)
+        used = count >= SLICE_MIN_AREA * max(int(count.max()), 1)
+        if used.sum() < 3:
+            continue
+        relative = step[used] / np.maximum(level[used], 1e-9)
+        filled = np.full(count.shape, float(np.median(relative)))
+        filled[used] = relative
+        k = max(3, int(round(SLICE_WINDOW_MM / float(zooms[axis]))))
+        median = ndimage.median_filter(filled, size=2 * k + 1, mode="nearest")
+        ratio = np.log(np.maximum(filled, 1e-9) / np.maximum(median, 1e-9))[used]
+        best = max(best, float(ratio.max()))
+    return round(best, 4)
+
+
 def truncation_score(data, magnitude=None):
     """Sharpest knee of the power spectrum along any axis (power summed over the other two,
     natural log): the largest fall across a few frequency bins in excess of the fall on
@@ -300,6 +342,8 @@ def scores(data, zooms=(1.0, 1.0, 1.0), only=None):
         out["thick_slices"] = thick_score(data, zooms)
     if "bias" in wanted:
         out["bias"] = bias_score(data, zooms)
+    if "bad_slices" in wanted:
+        out["bad_slices"] = slice_score(data, zooms)
     return {f: out[f] for f in wanted}
 
 

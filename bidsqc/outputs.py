@@ -110,6 +110,7 @@ def qc_row(record, artifacts):
         "spike_score": _fmt(scores.get("spike")),
         "ghost_score": _fmt(scores.get("ghosting")),
         "thick_score": _fmt(scores.get("thick_slices")),
+        "slice_score": _fmt(scores.get("bad_slices")),
     })
     row.update({
         "reg_quality": _fmt(record.get("reg_quality")),

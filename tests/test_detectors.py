@@ -7,9 +7,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bidsqc.artifacts.simulators import bias, ghosting, gibbs, motion, noise, spike, thick_slices
+from bidsqc.artifacts.simulators import (bad_slices, bias, ghosting, gibbs, missing_coverage, motion, noise, spike,
+                                         thick_slices)
 from bidsqc.detectors import (FEATURES, apply, background_score, bias_score, calibrate, combine, ghost_score,
-                              probability, scores, spike_score, thick_score, truncation_score)
+                              probability, scores, slice_score, spike_score, thick_score, truncation_score)
 from bidsqc.model.ensemble import QCResult
 
 
@@ -57,6 +58,20 @@ def test_thick_score_sees_slices_copied_along_one_axis_not_anisotropic_voxels(st
     # a scan acquired with 2 x 2 x 3 mm voxels is not a thick-slice scan on a fine grid
     img = nib.load(shared_data / "raw" / "itk_KmeansTest_T1UCharRaw.nii.gz")
     assert thick_score(np.asarray(img.dataobj, np.float32), img.header.get_zooms()[:3]) < 0.5
+
+
+def test_slice_score_sees_dropped_and_misordered_slabs(stripped, raw_head):
+    for data, zooms in (stripped, raw_head):
+        clean = slice_score(data, zooms)
+        assert clean < 0.8, clean
+        n = data.shape[1]
+        dropped = slice_score(bad_slices(data, axis=1, starts=[n // 2], width=3, scale=0.5), zooms)
+        swapped = slice_score(bad_slices(data, axis=1, starts=[n // 3, n // 2], width=3, scale=1.0, mode="swap"),
+                              zooms)
+        cut = slice_score(missing_coverage(data, axis=2, side="high", fraction=0.3), zooms)
+        assert min(dropped, swapped, cut) > clean + 0.3, (clean, dropped, swapped, cut)
+        # noise raises every slice pair's difference alike
+        assert slice_score(noise(data, sigma=0.1, seed=2), zooms) < clean + 0.2
 
 
 def test_truncation_score_sees_the_cut_in_kspace_that_rings(stripped, raw_head):

@@ -134,7 +134,11 @@ class Ensemble:
         entry = self.card.get("naming")
         if not entry or not native_scores or any(native_scores.get(f) is None for f in FEATURES):
             return None
-        return name_artifact(entry, p_artifacts, native_scores, self.artifacts)
+        try:
+            return name_artifact(entry, p_artifacts, native_scores, self.artifacts)
+        except ValueError as exc:  # a card fit on other scores: name the old way, and say so
+            LOGGER.warning("%s: %s", self.model_dir, exc)
+            return None
 
     def likely_artifact(self, p_artifacts, native_scores=None, flagged=None):
         """The artifact a scan most likely has: the card's naming where it has one and the
