@@ -128,12 +128,27 @@ def spike_score(data, magnitude=None):
     return round(best, 4)
 
 
-def _head_mask(data, zooms):
+def _foreground(data):
+    """The head: voxels above GHOST_FOREGROUND of the 99th percentile, opened once; None for
+    an image with no signal. ``data`` non-negative."""
     high = np.percentile(data, 99)
     if high <= 0:
+        return None
+    return ndimage.binary_opening(data > GHOST_FOREGROUND * high, iterations=1)
+
+
+def _pair_slices(axis):
+    """(later, earlier) slicers of every pair of neighbouring slices along ``axis``."""
+    lead = [slice(None)] * 3
+    lag = [slice(None)] * 3
+    lead[axis], lag[axis] = slice(1, None), slice(None, -1)
+    return tuple(lead), tuple(lag)
+
+
+def _head_mask(data, zooms):
+    head = _foreground(data)
+    if head is None:
         return np.ones(data.shape, bool)
-    head = data > GHOST_FOREGROUND * high
-    head = ndimage.binary_opening(head, iterations=1)
     margin = [max(1, int(round(GHOST_MARGIN_MM / z))) for z in zooms]
     # a box dilation, done axis by axis (a 3D structuring element is far slower)
     return ndimage.maximum_filter(head.astype(np.uint8), size=[2 * m + 1 for m in margin]) > 0
@@ -195,27 +210,24 @@ def _background_scores(data, zooms):
     return round(best, 4), background_level
 
 
-def thick_score(data, zooms=(1.0, 1.0, 1.0)):
+def thick_score(data, zooms=(1.0, 1.0, 1.0), head=None):
     """How much smoother the image is from slice to slice along its smoothest axis than
     along the other two: natural log of the other axes' roughness (geometric mean) over
     that axis', where roughness is the THICK_QUANTILE over neighbouring-slice pairs of the
     mean absolute difference inside the head. About 0-0.15 for a scan acquired on its grid
     (a little more with one coarser axis: 0.13-0.14 for ds002748 sub-01 resampled to 1.2 mm
     along one axis), several units for thick slices interpolated or copied onto a finer
-    grid."""
+    grid. ``head``: the scan's ``_foreground``, where the caller has it already."""
     data = np.maximum(_as_volume(data), 0)
-    high = np.percentile(data, 99)
-    if high <= 0:
+    head = _foreground(data) if head is None else head
+    if head is None:
         return 0.0
-    head = ndimage.binary_opening(data > GHOST_FOREGROUND * high, iterations=1)
     floor = THICK_FLOOR * float(data[head].mean()) if head.any() else 1e-6
     roughness = []
     for axis in range(3):
-        lead = [slice(None)] * 3
-        lag = [slice(None)] * 3
-        lead[axis], lag[axis] = slice(1, None), slice(None, -1)
-        pair = head[tuple(lead)] & head[tuple(lag)]
-        step = np.abs(data[tuple(lead)] - data[tuple(lag)]) * pair
+        lead, lag = _pair_slices(axis)
+        pair = head[lead] & head[lag]
+        step = np.abs(data[lead] - data[lag]) * pair
         other = tuple(a for a in range(3) if a != axis)
         count = pair.sum(axis=other)
         used = count >= max(1, 0.05 * count.max())
@@ -226,27 +238,24 @@ def thick_score(data, zooms=(1.0, 1.0, 1.0)):
     return round(float(best), 4)
 
 
-def slice_score(data, zooms=(1.0, 1.0, 1.0)):
+def slice_score(data, zooms=(1.0, 1.0, 1.0), head=None):
     """The largest break between neighbouring slices along any axis: natural log of a slice
     pair's relative difference (mean absolute difference over mean intensity, inside the
     head of either slice) over its running median (+-SLICE_WINDOW_MM). A slab dropped in
     intensity, slices out of order or a slab cut away break the run of similar neighbours
-    (about 1-2.5); a clean scan changes smoothly (about 0.3-0.6)."""
+    (about 1-2.5); a clean scan changes smoothly (about 0.3-0.6). ``head``: as thick_score."""
     data = np.maximum(_as_volume(data), 0)
-    high = np.percentile(data, 99)
-    if high <= 0:
+    head = _foreground(data) if head is None else head
+    if head is None:
         return 0.0
-    head = ndimage.binary_opening(data > GHOST_FOREGROUND * high, iterations=1)
     best = 0.0
     for axis in range(3):
-        lead = [slice(None)] * 3
-        lag = [slice(None)] * 3
-        lead[axis], lag[axis] = slice(1, None), slice(None, -1)
-        pair = head[tuple(lead)] | head[tuple(lag)]  # either slice: a dropped slab leaves the head mask
+        lead, lag = _pair_slices(axis)
+        pair = head[lead] | head[lag]  # either slice: a dropped slab leaves the head mask
         other = tuple(a for a in range(3) if a != axis)
         count = pair.sum(axis=other)
-        step = (np.abs(data[tuple(lead)] - data[tuple(lag)]) * pair).sum(axis=other)
-        level = (np.maximum(data[tuple(lead)], data[tuple(lag)]) * pair).sum(axis=other)
+        step = (np.abs(data[lead] - data[lag]) * pair).sum(axis=other)
+        level = (np.maximum(data[lead], data[lag]) * pair).sum(axis=other)
         used = count >= SLICE_MIN_AREA * max(int(count.max()), 1)
         if used.sum() < 3:
             continue
@@ -286,16 +295,15 @@ def truncation_score(data, magnitude=None):
     return round(best, 4)
 
 
-def bias_score(data, zooms=(1.0, 1.0, 1.0)):
+def bias_score(data, zooms=(1.0, 1.0, 1.0), head=None):
     """Span (natural log) of a smooth intensity field across the head: a quadratic fitted to
     the log of each ~BIAS_BLOCK_MM block's bright-tissue level (its 95th percentile, blocks
     at least half inside the head). A bias field adds its span; tissue contrast between
-    blocks mostly averages out in the fit."""
+    blocks mostly averages out in the fit. ``head``: as thick_score."""
     data = np.maximum(_as_volume(data), 0)
-    high = np.percentile(data, 99)
-    if high <= 0:
+    head = _foreground(data) if head is None else head
+    if head is None:
         return 0.0
-    head = ndimage.binary_opening(data > GHOST_FOREGROUND * high, iterations=1)
     size = [max(2, int(round(BIAS_BLOCK_MM / float(z)))) for z in zooms]
     counts = [n // b for n, b in zip(data.shape, size)]
     if min(counts) < 3:
@@ -325,7 +333,8 @@ def bias_score(data, zooms=(1.0, 1.0, 1.0)):
 
 def scores(data, zooms=(1.0, 1.0, 1.0), only=None):
     """The native-space scores (FEATURES, or the names in ``only``) of one volume; the
-    spectrum and the background high-pass are computed once, and only where needed."""
+    spectrum, the background high-pass and the head mask are computed once, and only where
+    needed."""
     data = _as_volume(data)
     wanted = list(FEATURES) if only is None else [f for f in FEATURES if f in set(only)]
     out = {}
@@ -338,12 +347,13 @@ def scores(data, zooms=(1.0, 1.0, 1.0), only=None):
         del magnitude
     if {"ghosting", "background"} & set(wanted):
         out["ghosting"], out["background"] = _background_scores(data, zooms)
-    if "thick_slices" in wanted:
-        out["thick_slices"] = thick_score(data, zooms)
-    if "bias" in wanted:
-        out["bias"] = bias_score(data, zooms)
-    if "bad_slices" in wanted:
-        out["bad_slices"] = slice_score(data, zooms)
+    by_head = {"thick_slices": thick_score, "bias": bias_score, "bad_slices": slice_score}
+    if set(by_head) & set(wanted):
+        positive = np.maximum(data, 0)
+        head = _foreground(positive)  # one head mask for the three scores that use it
+        for name, score in by_head.items():
+            if name in wanted:
+                out[name] = score(positive, zooms, head=head) if head is not None else 0.0
     return {f: out[f] for f in wanted}
 
 
