@@ -102,6 +102,10 @@ def get_train_parser():
                         help="clean variations also carry raw-scan noise and sharpening, and stripped scans "
                              "get layered scalp tissue (raw heads rated cleaner; see docs/model.md: not the "
                              "shipped recipe, spike and ghosting detection fell)")
+    parser.add_argument("--spatial-augment", action="store_true",
+                        help="random affine augmentation on the model grid (rotation up to 10 degrees, "
+                             "scale 10 %%, shift 2 voxels), so registration's residual misalignment and "
+                             "head shape do not read as artifacts")
     parser.add_argument("--mc-samples", type=int, default=4, help="MC passes stored as the default")
     parser.add_argument("--exclude-artifacts", type=lambda v: [a for a in v.split(",") if a], default=[],
                         metavar="TYPE[,TYPE]",

@@ -56,7 +56,8 @@ def main(argv=None):
                    dropout=args.dropout, dense_dropout=args.dense_dropout,
                    spacing_mm=args.spacing or DEFAULT_SPACING_MM, grid_shape=tuple(args.grid or DEFAULT_SHAPE),
                    holdout=holdout, exclude_mild=args.exclude_mild, raw_scan_variation=args.raw_scan_variation,
-                   exclude_artifacts=tuple(args.exclude_artifacts), detectors=not args.no_detectors)
+                   exclude_artifacts=tuple(args.exclude_artifacts), detectors=not args.no_detectors,
+                   spatial_augment=args.spatial_augment)
     return 0
 
 

@@ -10,14 +10,15 @@ import h5py
 import nibabel as nib
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from bidsqc.artifacts import ARTIFACTS
 from bidsqc.detectors import DETECTORS, FEATURES
 from bidsqc.model.card import ModelCardError, read_card
 from bidsqc.model.dataset import _job_key, build_dataset, plan_variants
 from bidsqc.model.ensemble import Ensemble, band_half_width_logit, uncertain_band
-from bidsqc.model.train import (add_detectors, augment, brain_distance, read_labels, scalp_layers,
-                                train_ensemble)
+from bidsqc.model.train import (SPATIAL_P, SPATIAL_RANGES, add_detectors, augment, brain_distance,
+                                random_affine, read_labels, scalp_layers, spatial_transform, train_ensemble)
 from bidsqc.preprocessing.pipeline import PRESMOOTH_FWHM_MM
 from bidsqc.preprocessing.resample import zscore
 
@@ -198,8 +199,11 @@ def test_fine_tuning_resumes_from_an_ensemble(tiny_ensemble, tmp_path, shared_da
                       f"{shared_data}/ds002748/sub-05_T1w.nii.gz\tgood\tsub-05\n")
     cache = folder.parent / "cache"  # the volumes are already cached: no rebuilding
     tuned = train_ensemble(read_labels(labels), tmp_path / "tuned", cache, folds=2, epochs=1, batch_size=4,
-                           n_clean_variants=0, init_from=folder, nprocs=1, mc_samples=1, seed=1)
+                           n_clean_variants=0, init_from=folder, nprocs=1, mc_samples=1, seed=1,
+                           spatial_augment=True)
     assert tuned["training"]["init_from"] == str(folder)
+    assert tuned["training"]["spatial_augment"] == {"p": SPATIAL_P, **SPATIAL_RANGES}
+    assert card["training"]["spatial_augment"] is None
     assert tuned["input"]["shape"] == card["input"]["shape"]
     assert tuned["model_id"] != card["model_id"]
 
@@ -263,6 +267,64 @@ def test_background_tissue_is_added_without_erasing_ghosts(layered_scalp):
     for seed in range(12):  # and with the drawn parameters
         out = augment(ghosted, mask, background, np.random.default_rng(seed), fields, layered_scalp=layered_scalp)
         assert out[ghost].mean() - out[rest].mean() > 0.1
+
+
+def test_random_affines_stay_in_their_ranges_and_repeat_with_the_seed():
+    r = SPATIAL_RANGES
+    low, high = (1 - r["scale"]) * (1 - r["axis_scale"]), (1 + r["scale"]) * (1 + r["axis_scale"])
+    rng = np.random.default_rng(5)
+    angles, shifts = [], []
+    for _ in range(300):
+        matrix, shift = random_affine(rng)
+        u, s, vt = np.linalg.svd(matrix)
+        assert low - 1e-9 <= s.min() and s.max() <= high + 1e-9
+        rotation = u @ vt
+        angles.append(np.degrees(np.arccos(np.clip((np.trace(rotation) - 1) / 2, -1, 1))))
+        shifts.append(shift)
+    shifts = np.array(shifts)
+    assert np.abs(shifts).max() <= r["shift_voxels"] and np.abs(shifts).max() > 0.9 * r["shift_voxels"]
+    # three rotations of up to 10 degrees each: at most about 17 degrees in all, often several
+    assert max(angles) <= np.sqrt(3) * r["rotation_deg"] + 1e-6 and np.median(angles) > 3
+    a, b = random_affine(np.random.default_rng(9)), random_affine(np.random.default_rng(9))
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_spatial_transform_moves_scales_and_turns_about_the_grid_centre():
+    shape = (32, 38, 32)
+    centre = (np.array(shape) - 1) / 2
+    volume = np.zeros(shape, np.float32)
+    volume[20:24, 22:26, 14:18] = 1.0  # a blob off centre
+    com = np.array(ndimage.center_of_mass(volume))
+    shifted = spatial_transform(volume, np.eye(3), (2, -1, 0))
+    assert np.allclose(ndimage.center_of_mass(shifted), com + [2, -1, 0], atol=1e-3)
+    scaled = spatial_transform(volume, np.diag([1.1] * 3), (0, 0, 0))
+    assert np.allclose(ndimage.center_of_mass(scaled), centre + 1.1 * (com - centre), atol=0.05)
+    assert scaled.sum() == pytest.approx(1.1 ** 3 * volume.sum(), rel=0.02)
+    quarter = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # x -> y about z
+    turned = spatial_transform(volume, quarter, (0, 0, 0))
+    assert np.allclose(ndimage.center_of_mass(turned), centre + quarter @ (com - centre), atol=1e-3)
+    assert np.array_equal(spatial_transform(volume, np.eye(3), (0, 0, 0)), volume)
+
+
+def test_spatial_augmentation_moves_the_brain_only_when_asked():
+    shape = (32, 38, 32)
+    mask = np.zeros(shape, bool)
+    mask[3:29, 3:35, 3:29] = True
+    volume = np.zeros(shape, np.float32)
+    volume[8:24, 10:28, 8:24] = 0.8
+    fields = np.zeros((1,) + shape, np.float32)
+    moved = 0
+    for seed in range(20):
+        plain = augment(volume, mask, None, np.random.default_rng(seed), fields)
+        again = augment(volume, mask, None, np.random.default_rng(seed), fields)
+        spatial = augment(volume, mask, None, np.random.default_rng(seed), fields, spatial=True)
+        assert np.array_equal(plain, again)
+        assert not spatial[~mask].any()  # the input mask still applies after the move
+        # z-scored: the brain above 0, the background below; without --spatial-augment the
+        # brain stays where it is (it is centred in x, so a left-right flip keeps it there)
+        assert np.array_equal(plain > 0, volume > 0)
+        moved += not np.array_equal(spatial > 0, plain > 0)
+    assert 0.5 * 20 <= moved < 20 or SPATIAL_P == 1.0  # applied with probability SPATIAL_P
 
 
 def test_excluding_mild_artifacts_plans_only_severe_volumes():
