@@ -27,6 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from bidsqc.model.card import write_json_atomic  # noqa: E402
 from bidsqc.model.ensemble import DEFAULT_MODEL_DIR, Ensemble  # noqa: E402
+from bidsqc.model.train import axis_rotation  # noqa: E402
 from bidsqc.preprocessing.conform import conform  # noqa: E402
 from bidsqc.preprocessing.pipeline import to_model_grid  # noqa: E402
 from bidsqc.preprocessing.register import register_affine  # noqa: E402
@@ -47,12 +48,9 @@ def perturbations():
             m[axis, 3] = sign * SHIFT_MM
             moves.append((f"shift_{name}{sign * SHIFT_MM:+.0f}mm", m))
     for axis, name in enumerate("xyz"):
-        i, j = [a for a in range(3) if a != axis]
         for sign in (-1, 1):
-            angle = np.radians(sign * ROTATION_DEG)
             m = np.eye(4)
-            m[i, i] = m[j, j] = np.cos(angle)
-            m[i, j], m[j, i] = -np.sin(angle), np.sin(angle)
+            m[:3, :3] = axis_rotation(axis, np.radians(sign * ROTATION_DEG))
             moves.append((f"rotate_{name}{sign * ROTATION_DEG:+.0f}deg", m))
     for s in SCALES:
         moves.append((f"scale_{s:.2f}", np.diag([s, s, s, 1.0])))

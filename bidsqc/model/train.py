@@ -109,17 +109,22 @@ def brain_distance(mask, background):
     return ndimage.distance_transform_edt(~brain).astype(np.float32)
 
 
+def axis_rotation(axis, angle):
+    """3x3 rotation by ``angle`` (radians) about coordinate ``axis``."""
+    i, j = [a for a in range(3) if a != axis]
+    rot = np.eye(3)
+    rot[i, i] = rot[j, j] = np.cos(angle)
+    rot[i, j], rot[j, i] = -np.sin(angle), np.sin(angle)
+    return rot
+
+
 def random_affine(rng, ranges=SPATIAL_RANGES):
     """Draw (3x3 matrix, shift in voxels) for ``spatial_transform``: rotations about each
     axis up to +-rotation_deg, an isotropic scale within 1 +- scale times a per-axis scale
     within 1 +- axis_scale, and a shift up to +-shift_voxels along each axis."""
     matrix = np.eye(3)
     for axis, angle in enumerate(np.radians(rng.uniform(-1, 1, 3) * ranges["rotation_deg"])):
-        i, j = [a for a in range(3) if a != axis]
-        rot = np.eye(3)
-        rot[i, i] = rot[j, j] = np.cos(angle)
-        rot[i, j], rot[j, i] = -np.sin(angle), np.sin(angle)
-        matrix = rot @ matrix
+        matrix = axis_rotation(axis, angle) @ matrix
     scale = (1 + rng.uniform(-1, 1) * ranges["scale"]) * (1 + rng.uniform(-1, 1, 3) * ranges["axis_scale"])
     return matrix @ np.diag(scale), rng.uniform(-1, 1, 3) * ranges["shift_voxels"]
 
