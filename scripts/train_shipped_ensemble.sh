@@ -4,6 +4,7 @@
 # training-set cache on the first run (about 2 hours in all, at the limit we set ourselves):
 # run it in the background, e.g.
 #   nohup bash scripts/train_shipped_ensemble.sh > build/train.log 2>&1 &
+# Extra bidsqc-train options are passed on (e.g. --spatial-augment); BIDSQC_OUT sets the output folder.
 # The training-set cache (build/cache) and per-epoch checkpoints make a rerun resume.
 # The training ends by calibrating the native-space spike and ghosting detectors on the same
 # training scans (10-30 minutes more; build/cache/detectors.tsv). The shipped ensemble's
@@ -22,4 +23,4 @@ python benchmarks/make_split.py "$DATA" build/split --holdout-fraction 0.2 --see
 # python -m (not the bidsqc-train entry point) so that this checkout's code trains, never a stale install
 python -m bidsqc.cli.train --labels build/split/train.tsv --holdout build/split/holdout.tsv \
     --out "$OUT" --cache build/cache --template MNI152NLin6Asym \
-    --folds 5 --epochs 30 --batch-size 8 --learning-rate 5e-4 --mixup-alpha 0 --dropout 0 --dense-dropout 0.1 --clean-variants 2 --mc-samples 4 --seed 0 --nprocs 2 --exclude-mild
+    --folds 5 --epochs 30 --batch-size 8 --learning-rate 5e-4 --mixup-alpha 0 --dropout 0 --dense-dropout 0.1 --clean-variants 2 --mc-samples 4 --seed 0 --nprocs 2 --exclude-mild "$@"

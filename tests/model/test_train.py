@@ -18,7 +18,8 @@ from bidsqc.model.card import ModelCardError, read_card
 from bidsqc.model.dataset import _job_key, build_dataset, plan_variants
 from bidsqc.model.ensemble import Ensemble, band_half_width_logit, uncertain_band
 from bidsqc.model.train import (SPATIAL_P, SPATIAL_RANGES, add_detectors, augment, brain_distance,
-                                random_affine, read_labels, scalp_layers, spatial_transform, train_ensemble)
+                                axis_rotation, random_affine, read_labels, scalp_layers, spatial_transform,
+                                train_ensemble)
 from bidsqc.preprocessing.pipeline import PRESMOOTH_FWHM_MM
 from bidsqc.preprocessing.resample import zscore
 
@@ -202,7 +203,7 @@ def test_fine_tuning_resumes_from_an_ensemble(tiny_ensemble, tmp_path, shared_da
                            n_clean_variants=0, init_from=folder, nprocs=1, mc_samples=1, seed=1,
                            spatial_augment=True)
     assert tuned["training"]["init_from"] == str(folder)
-    assert tuned["training"]["spatial_augment"] == {"p": SPATIAL_P, **SPATIAL_RANGES}
+    assert tuned["training"]["spatial_augment"] == {"p": SPATIAL_P, **SPATIAL_RANGES, "spline_order": 3}
     assert card["training"]["spatial_augment"] is None
     assert tuned["input"]["shape"] == card["input"]["shape"]
     assert tuned["model_id"] != card["model_id"]
@@ -303,7 +304,22 @@ def test_spatial_transform_moves_scales_and_turns_about_the_grid_centre():
     quarter = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # x -> y about z
     turned = spatial_transform(volume, quarter, (0, 0, 0))
     assert np.allclose(ndimage.center_of_mass(turned), centre + quarter @ (com - centre), atol=1e-3)
-    assert np.array_equal(spatial_transform(volume, np.eye(3), (0, 0, 0)), volume)
+    assert np.allclose(spatial_transform(volume, np.eye(3), (0, 0, 0)), volume, atol=1e-5)
+
+
+def test_spatial_transform_keeps_the_fine_texture():
+    """The augmentation must not smooth: smoothing is itself an artifact cue (thick slices,
+    motion), so a sub-voxel move of a textured volume keeps most of its Laplacian energy
+    (linear interpolation keeps about half at a half-voxel shift)."""
+    rng = np.random.default_rng(0)
+    volume = ndimage.gaussian_filter(rng.random((32, 38, 32)), 0.7).astype(np.float32)
+    inner = (slice(6, -6),) * 3
+    def energy(v):
+        return np.sqrt(np.mean(ndimage.laplace(v.astype(np.float64))[inner] ** 2))
+    moved = spatial_transform(volume, axis_rotation(2, np.radians(3.0)) * 1.02, (0.5, 0.5, 0.5))
+    assert energy(moved) > 0.8 * energy(volume)  # 0.87 measured
+    linear = ndimage.shift(volume, (0.5, 0.5, 0.5), order=1)
+    assert energy(linear) < 0.6 * energy(volume)  # 0.47: what the check guards against
 
 
 def test_spatial_augmentation_moves_the_brain_only_when_asked():

@@ -1,0 +1,76 @@
+"""Does an ensemble read resampling blur as an artifact?
+
+Every clean held-out scan and clean raw head (``build/split/holdout.tsv``; not the scans marked
+questionable) is taken from the accuracy benchmark's cache (``build/bench_cache``, written by
+``benchmarks/bench_accuracy.py``) and rated as it is and after a half-voxel shift along all
+three axes, once by linear and once by cubic B-spline interpolation: the resampling a
+spatial augmentation on the model grid does. A linear shift blurs (it averages neighbouring
+voxels), a cubic one barely does. Prints the median network p_bad of the clean volumes per
+case and the Laplacian (fine-texture) energy each resampling keeps.
+
+    python benchmarks/bench_smoothing.py [--model DIR ...] [--cache build/bench_cache]
+        [--holdout build/split/holdout.tsv]
+"""
+
+import argparse
+import csv
+import logging
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bidsqc.model.ensemble import DEFAULT_MODEL_DIR, Ensemble  # noqa: E402
+from bidsqc.preprocessing.resample import zscore  # noqa: E402
+
+GROUPS = ("heldout", "raw_head", "raw_stripped")
+CASES = (("as is", None), ("half-voxel shift, linear", 1), ("half-voxel shift, cubic", 3))
+
+
+def resample(volume, order):
+    if order is None:
+        return volume
+    return ndimage.shift(volume, (0.5, 0.5, 0.5), order=order, mode="constant")
+
+
+def texture_energy(volume, mask):
+    return float(np.sqrt(np.mean(ndimage.laplace(volume.astype(np.float64))[mask] ** 2)))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, nargs="+", default=[DEFAULT_MODEL_DIR])
+    parser.add_argument("--cache", type=Path, default=REPO / "build" / "bench_cache")
+    parser.add_argument("--holdout", type=Path, default=REPO / "build" / "split" / "holdout.tsv")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    manifest = args.cache / "manifest.tsv"
+    if not manifest.is_file():
+        sys.exit(f"error: {manifest} not found; run benchmarks/bench_accuracy.py first (it builds that cache)")
+    with open(args.holdout, newline="") as handle:
+        clean = {h["source_file"] for h in csv.DictReader(handle, delimiter="\t") if h["group"] in GROUPS}
+    with open(manifest, newline="") as handle:
+        rows = [r for r in csv.DictReader(handle, delimiter="\t")
+                if r["artifact"] == "none" and r["source_file"] in clean]
+    volumes = [np.load(args.cache / r["volume"]).astype(np.float32) for r in rows]
+    print(f"{len(volumes)} clean volumes from {args.cache}")
+    for model in args.model:
+        ensemble = Ensemble.load(model)
+        inner = ndimage.binary_erosion(ensemble.mask, iterations=3)
+        print(f"\n{ensemble.model_id} ({model}), threshold {ensemble.threshold:.2f}")
+        for name, order in CASES:
+            moved = [resample(v, order) for v in volumes]
+            kept = np.median([texture_energy(m, inner) / texture_energy(v, inner) for m, v in zip(moved, volumes)])
+            p = ensemble.predict(np.stack([zscore(m, ensemble.mask) for m in moved])).p_bad
+            print(f"  {name:26s} median p_bad {np.median(p):.3f}"
+                  f"  at or above threshold {np.mean(p >= ensemble.threshold):.2f}  texture energy kept {kept:.2f}")
+
+
+if __name__ == "__main__":
+    main()
