@@ -4,7 +4,8 @@
 # training-set cache on the first run (about 2 hours in all, at the limit we set ourselves):
 # run it in the background, e.g.
 #   nohup bash scripts/train_shipped_ensemble.sh > build/train.log 2>&1 &
-# Extra bidsqc-train options are passed on (e.g. --spatial-augment); BIDSQC_OUT sets the output folder.
+# Extra bidsqc-train options are passed on and override the ones below (e.g. --spatial-augment
+# --epochs 25); BIDSQC_OUT sets the output folder.
 # The training-set cache (build/cache) and per-epoch checkpoints make a rerun resume.
 # The training ends by calibrating the native-space spike and ghosting detectors on the same
 # training scans (10-30 minutes more; build/cache/detectors.tsv). The shipped ensemble's
