@@ -138,9 +138,9 @@ def spatial_transform(volume, matrix, shift):
     Cubic, not linear: linear interpolation at sub-voxel offsets smooths the volume (a
     random draw kept 65-69 % of a clean training volume's Laplacian energy, cubic 90-94 %),
     and the networks read that smoothing as an artifact (a half-voxel linear shift raised
-    the shipped ensemble's median p_bad on clean held-out volumes from 0.39 to 0.93, a cubic
-    one to 0.42; docs/model.md), so linear resampling put an artifact cue on clean training
-    volumes."""
+    the shipped ensemble's median p_bad on the clean held-out scans and raw heads from 0.23
+    to 0.93, a cubic one to 0.38; benchmarks/bench_smoothing.py, docs/model.md), so linear
+    resampling put an artifact cue on clean training volumes."""
     centre = (np.array(volume.shape) - 1) / 2.0
     inverse = np.linalg.inv(matrix)
     offset = centre - inverse @ (centre + np.asarray(shift, float))
