@@ -33,9 +33,9 @@ from bidsqc.preprocessing.pipeline import to_model_grid  # noqa: E402
 from bidsqc.preprocessing.register import register_affine  # noqa: E402
 from bidsqc.preprocessing.resample import zscore  # noqa: E402
 from bidsqc.preprocessing.templates import get_template  # noqa: E402
+from make_split import CLEAN_GROUPS  # noqa: E402  (benchmarks/, this script's folder)
 
 SHIFT_MM, ROTATION_DEG, SCALES = 5.0, 6.0, (0.93, 1.07)
-GROUPS = ("heldout", "raw_head", "raw_stripped")
 
 
 def perturbations():
@@ -77,13 +77,14 @@ def main():
     first = ensembles[0]
     for e in ensembles[1:]:
         if e.grid_shape != first.grid_shape or not np.allclose(e.grid_affine, first.grid_affine) \
-                or e.card["input"]["template"] != first.card["input"]["template"]:
-            sys.exit("bench_robustness: the ensembles compared must share grid and template")
+                or e.card["input"]["template"] != first.card["input"]["template"] \
+                or not np.array_equal(e.mask, first.mask):
+            sys.exit("bench_robustness: the ensembles compared must share grid, template and input mask")
     template = get_template(first.card["input"]["template"], allow_fallback=False)
     brain = np.asarray(template.mask.dataobj) > 0.5
     centre_mm = (template.mask.affine @ np.r_[np.argwhere(brain).mean(axis=0), 1.0])[:3]
     with open(args.holdout, newline="") as handle:
-        scans = [r for r in csv.DictReader(handle, delimiter="\t") if r["group"] in GROUPS]
+        scans = [r for r in csv.DictReader(handle, delimiter="\t") if r["group"] in CLEAN_GROUPS]
     moves = perturbations()
 
     # one registration per scan; every move resamples from the native scan
@@ -101,6 +102,8 @@ def main():
             volumes.append(vol)
         names.append(Path(scan["source_file"]).name)
         groups.append(scan["group"])
+    if not names:
+        sys.exit(f"bench_robustness: no clean scan in {args.holdout} could be rated (groups {', '.join(CLEAN_GROUPS)})")
     volumes = np.stack(volumes).reshape(len(names), len(moves), *first.grid_shape)
 
     report = {"shift_mm": SHIFT_MM, "rotation_deg": ROTATION_DEG, "scales": list(SCALES),
@@ -115,7 +118,7 @@ def main():
             verdicts[i] = res.verdicts(ensemble.threshold, ensemble.uncertain_band)
         entry = {"model_id": ensemble.model_id, "threshold": ensemble.threshold, "groups": {}}
         print(f"\nmodel {ensemble.model_id} ({model_dir}), threshold {ensemble.threshold:.2f}")
-        for group in GROUPS:
+        for group in CLEAN_GROUPS:
             rows = [i for i, g in enumerate(groups) if g == group]
             if not rows:
                 continue

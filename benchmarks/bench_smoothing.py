@@ -27,8 +27,8 @@ sys.path.insert(0, str(REPO))
 
 from bidsqc.model.ensemble import DEFAULT_MODEL_DIR, Ensemble  # noqa: E402
 from bidsqc.preprocessing.resample import zscore  # noqa: E402
+from make_split import CLEAN_GROUPS  # noqa: E402  (benchmarks/, this script's folder)
 
-GROUPS = ("heldout", "raw_head", "raw_stripped")
 CASES = (("as is", None), ("half-voxel shift, linear", 1), ("half-voxel shift, cubic", 3))
 
 
@@ -54,18 +54,19 @@ def main():
     if not manifest.is_file():
         sys.exit(f"error: {manifest} not found; run benchmarks/bench_accuracy.py first (it builds that cache)")
     with open(args.holdout, newline="") as handle:
-        clean = {h["source_file"] for h in csv.DictReader(handle, delimiter="\t") if h["group"] in GROUPS}
+        clean = {h["source_file"] for h in csv.DictReader(handle, delimiter="\t") if h["group"] in CLEAN_GROUPS}
     with open(manifest, newline="") as handle:
         rows = [r for r in csv.DictReader(handle, delimiter="\t")
                 if r["artifact"] == "none" and r["source_file"] in clean]
     volumes = [np.load(args.cache / r["volume"]).astype(np.float32) for r in rows]
     print(f"{len(volumes)} clean volumes from {args.cache}")
+    resampled = {order: [resample(v, order) for v in volumes] for _, order in CASES}  # the same for every model
     for model in args.model:
         ensemble = Ensemble.load(model)
         inner = ndimage.binary_erosion(ensemble.mask, iterations=3)
         print(f"\n{ensemble.model_id} ({model}), threshold {ensemble.threshold:.2f}")
         for name, order in CASES:
-            moved = [resample(v, order) for v in volumes]
+            moved = resampled[order]
             kept = np.median([texture_energy(m, inner) / texture_energy(v, inner) for m, v in zip(moved, volumes)])
             p = ensemble.predict(np.stack([zscore(m, ensemble.mask) for m in moved])).p_bad
             print(f"  {name:26s} median p_bad {np.median(p):.3f}"

@@ -4,6 +4,7 @@ Writes ``train.tsv`` (source_file, subject, rating) for ``bidsqc-train --labels`
 ``holdout.tsv`` (source_file, subject, group) for ``bench_accuracy.py``:
 - ``heldout``: whole subjects of the skull-stripped sets never seen in training,
 - ``raw_head``: clean raw heads from scanners never seen in training (all of raw/),
+- ``raw_stripped``: clean skull-stripped scans in raw/,
 - ``questionable``: scans the manifest calls questionable, 2D or not 3D T1w (never "good").
 IXI heads (2 mm) stay in training so that some skull is seen with artifacts.
 
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 NOT_GOOD = re.compile(r"questionable|2D|not a 3D", re.IGNORECASE)
+CLEAN_GROUPS = ("heldout", "raw_head", "raw_stripped")  # holdout.tsv groups of presumed-clean scans
 
 
 def subject_of(path):
