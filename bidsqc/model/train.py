@@ -136,11 +136,13 @@ def spatial_transform(volume, matrix, shift):
     inv(matrix) @ (x - centre - shift) + centre.
 
     Cubic, not linear: linear interpolation at sub-voxel offsets smooths the volume (a
-    random draw kept 65-69 % of a clean training volume's Laplacian energy, cubic 90-94 %),
-    and the networks read that smoothing as an artifact (a half-voxel linear shift raised
-    the shipped ensemble's median p_bad on the clean held-out scans and raw heads from 0.23
-    to 0.93, a cubic one to 0.38; benchmarks/bench_smoothing.py, docs/model.md), so linear
-    resampling put an artifact cue on clean training volumes."""
+    half-voxel shift kept 0.49 of the clean held-out volumes' Laplacian energy, cubic 0.81),
+    and the networks read that smoothing as an artifact (it raised the shipped ensemble's
+    median p_bad on the clean held-out scans and raw heads from 0.23 to 0.93, a cubic shift
+    to 0.38; benchmarks/bench_smoothing.py, docs/model.md). Even cubic resampling takes away
+    more fine texture (one augmentation draw keeps 0.86) than mild noise adds (1.09), so a
+    network trained on twice-resampled volumes still reads once-resampled clean scans as
+    noisy: an ensemble trained with it from scratch was not shipped (docs/model.md)."""
     centre = (np.array(volume.shape) - 1) / 2.0
     inverse = np.linalg.inv(matrix)
     offset = centre - inverse @ (centre + np.asarray(shift, float))
