@@ -106,6 +106,10 @@ def get_train_parser():
                         help="random affine augmentation on the model grid (rotation up to 10 degrees, "
                              "scale 10 %%, shift 2 voxels), so registration's residual misalignment and "
                              "head shape do not read as artifacts")
+    parser.add_argument("--registration-jitter", type=float, default=0.0, metavar="P",
+                        help="move this share of the training volumes (0-1; the subjects' originals stay) "
+                             "by the same random affine as --spatial-augment, inside their one resampling at "
+                             "registration, so no volume is interpolated twice (built into the cache)")
     parser.add_argument("--mc-samples", type=int, default=4, help="MC passes stored as the default")
     parser.add_argument("--exclude-artifacts", type=lambda v: [a for a in v.split(",") if a], default=[],
                         metavar="TYPE[,TYPE]",

@@ -22,7 +22,7 @@ from ..artifacts.simulators import ANISOTROPIC_RANGE, CLEAN_RANGES, RANGES, samp
 LOGGER = logging.getLogger("bidsqc")
 
 MANIFEST_COLUMNS = ["key", "subject", "source_file", "variant", "artifact", "severity", "label",
-                    "params", "reg_quality", "skull_stripped", "volume"]
+                    "params", "reg_quality", "skull_stripped", "volume", "move_seed"]
 
 
 def file_checksum(path, chunk=1 << 20):
@@ -61,6 +61,44 @@ def plan_variants(scans, n_clean_variants=2, severities=("mild", "severe"), p_se
     return jobs
 
 
+def add_moves(jobs, p, seed=0):
+    """With ``p`` > 0 (``bidsqc-train --registration-jitter``), give each job but the
+    subjects' ``original`` volumes, with probability ``p``, a ``move_seed``: the job's scan is
+    then moved by a random affine (``bidsqc.model.train.random_affine``) inside its one
+    resampling at registration. A move drawn on the grid after caching resamples a second
+    time, which takes away more fine texture than mild noise adds (docs/model.md). The
+    originals stay unmoved: the subject's background is found on them (``background_maps``).
+    Draws come from their own generator, so the jobs' artifact seeds do not change."""
+    rng = np.random.default_rng([seed, 0x6D6F7665])
+    for job in jobs:
+        draw, move_seed = rng.random(), int(rng.integers(2 ** 31))
+        if p > 0 and job["variant"] != "original" and draw < p:
+            job["move_seed"] = move_seed
+    return jobs
+
+
+def grid_move(matrix, shift, grid_shape, grid_affine):
+    """The 4x4 template-space affine that, composed with the registration, moves a scan on
+    the grid as ``bidsqc.model.train.spatial_transform(volume, matrix, shift)`` would: output
+    voxel x takes the scan at inv(matrix) @ (x - centre - shift) + centre."""
+    centre = (np.asarray(grid_shape, float) - 1) / 2.0
+    inverse = np.linalg.inv(np.asarray(matrix, float))
+    voxel = np.eye(4)
+    voxel[:3, :3] = inverse
+    voxel[:3, 3] = centre - inverse @ (centre + np.asarray(shift, float))
+    grid_affine = np.asarray(grid_affine, float)
+    return grid_affine @ voxel @ np.linalg.inv(grid_affine)
+
+
+def job_move(job, grid_shape, grid_affine):
+    """The job's (or manifest row's) move for ``preprocess``, or None when it has none."""
+    if job.get("move_seed") in (None, ""):
+        return None
+    from .train import random_affine
+
+    return grid_move(*random_affine(np.random.default_rng(int(job["move_seed"]))), grid_shape, grid_affine)
+
+
 def assign_keys(jobs, signature):
     """Give planned jobs their cache keys (``key``) under ``signature`` (a grid signature,
     or "native" for native-space volumes); each source scan is checksummed once."""
@@ -78,8 +116,13 @@ def _job_key(job, checksum, signature):
     the parameter ranges its parameters are drawn from (so widening a range rebuilds)."""
     ranges = CLEAN_RANGES if job["artifact"] == "clean" else \
         ANISOTROPIC_RANGE if job["artifact"] == "anisotropic" else RANGES.get(job["artifact"])
+    move = []
+    if job.get("move_seed") not in (None, ""):
+        from .train import SPATIAL_RANGES
+
+        move = [int(job["move_seed"]), SPATIAL_RANGES]
     text = json.dumps([checksum, job["variant"], job["artifact"], job["severity"], job["seed"], signature,
-                       ranges] + ([True] if job.get("raw_scan") else []))
+                       ranges] + ([True] if job.get("raw_scan") else []) + move)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
@@ -174,22 +217,25 @@ def _run_job(job, cache_dir):
     out = Path(cache_dir) / "volumes" / f"{job['key']}.npy"
     img, params = native_image(job)
     volume, info = preprocess(img, _WORKER["template"], _WORKER["grid_shape"], _WORKER["grid_affine"],
-                              _WORKER["mask"], name=job["source_file"])
+                              _WORKER["mask"], name=job["source_file"],
+                              move=job_move(job, _WORKER["grid_shape"], _WORKER["grid_affine"]))
     tmp = out.with_suffix(".tmp.npy")
     np.save(tmp, volume.astype(np.float16))
     os.replace(tmp, out)
     row = {k: job[k] for k in ("key", "subject", "source_file", "variant", "artifact", "severity", "label")}
     row.update(params=json.dumps(params), reg_quality=info["reg_quality"],
-               skull_stripped=int(info["skull_stripped"]), volume=str(out.relative_to(cache_dir)))
+               skull_stripped=int(info["skull_stripped"]), volume=str(out.relative_to(cache_dir)),
+               move_seed=job.get("move_seed", ""))
     return row
 
 
 def build_dataset(scans, cache_dir, template_id, grid_shape, grid_affine, input_mask,
                   n_clean_variants=2, seed=0, nprocs=2, p_severe=0.6, every_severity=False,
                   artifacts=ARTIFACTS, severities=("mild", "severe"), raw_scan_variation=False,
-                  skip_artifacts=()):
+                  skip_artifacts=(), move_p=0.0):
     """Build (or resume) the cached training set for ``scans`` (dicts with subject,
-    source_file and optional label/artifact); returns the manifest rows. ``skip_artifacts``
+    source_file and optional label/artifact); returns the manifest rows. ``move_p``: see
+    ``add_moves``. ``skip_artifacts``
     leaves those jobs out after planning, so the other volumes keep their seeds and cache keys."""
     cache_dir = Path(cache_dir)
     (cache_dir / "volumes").mkdir(parents=True, exist_ok=True)
@@ -201,6 +247,7 @@ def build_dataset(scans, cache_dir, template_id, grid_shape, grid_affine, input_
     jobs = plan_variants(scans, n_clean_variants=n_clean_variants, seed=seed, p_severe=p_severe,
                          every_severity=every_severity, artifacts=artifacts, severities=severities,
                          raw_scan_variation=raw_scan_variation)
+    jobs = add_moves(jobs, move_p, seed)
     jobs = assign_keys([job for job in jobs if job["artifact"] not in skip_artifacts], signature)
     manifest_path = cache_dir / "manifest.tsv"
     done = {}

@@ -130,7 +130,7 @@ def random_affine(rng, ranges=SPATIAL_RANGES):
     return matrix @ np.diag(scale), rng.uniform(-1, 1, 3) * ranges["shift_voxels"]
 
 
-def spatial_transform(volume, matrix, shift):
+def spatial_transform(volume, matrix, shift, order=SPATIAL_ORDER):
     """Apply ``matrix`` about the grid centre, then ``shift`` (voxels), to a grid volume
     (cubic B-spline interpolation, zero outside): output voxel x takes the input at
     inv(matrix) @ (x - centre - shift) + centre.
@@ -146,7 +146,7 @@ def spatial_transform(volume, matrix, shift):
     centre = (np.array(volume.shape) - 1) / 2.0
     inverse = np.linalg.inv(matrix)
     offset = centre - inverse @ (centre + np.asarray(shift, float))
-    return ndimage.affine_transform(volume, inverse, offset, order=SPATIAL_ORDER, mode="constant",
+    return ndimage.affine_transform(volume, inverse, offset, order=order, mode="constant",
                                     cval=0.0, output=np.float32)
 
 
@@ -193,6 +193,27 @@ def background_maps(rows, volumes, mask, distances=False):
             background = mask & (volume.astype(np.float32) < 0.03)
             maps[row["subject"]] = (background, brain_distance(mask, background) if distances else None)
     return maps
+
+
+def moved_backgrounds(rows, backgrounds, mask, distances=False):
+    """Background maps for rows moved at registration (``--registration-jitter``): the
+    subject's background (found on its unmoved original, ``background_maps``) moved the same
+    way (nearest neighbour), keyed (subject, move_seed), so that added tissue stays outside
+    the moved brain. Returns the background key of every row (the subject where unmoved)."""
+    keys = []
+    for row in rows:
+        seed = row.get("move_seed")
+        if seed in (None, "") or row["subject"] not in backgrounds:
+            keys.append(row["subject"])
+            continue
+        key = (row["subject"], int(seed))
+        if key not in backgrounds:
+            matrix, shift = random_affine(np.random.default_rng(int(seed)))
+            original = backgrounds[row["subject"]][0].astype(np.float32)
+            moved = mask & (spatial_transform(original, matrix, shift, order=0) > 0.5)
+            backgrounds[key] = (moved, brain_distance(mask, moved) if distances else None)
+        keys.append(key)
+    return keys
 
 
 def batches(indices, volumes, y_bad, y_art, weights, mask, backgrounds, subjects, batch_size,
@@ -441,7 +462,8 @@ def fit_naming(model_dir, scans, cache_dir, jobs, table, seed=0, n_clean_variant
     rows, _ = build_dataset(scans, cache_dir, ensemble.card["input"]["template"], ensemble.grid_shape,
                             ensemble.grid_affine, ensemble.mask, n_clean_variants=n_clean_variants, seed=seed,
                             nprocs=nprocs, severities=("severe",),
-                            raw_scan_variation=bool(training.get("raw_scan_variation", False)))
+                            raw_scan_variation=bool(training.get("raw_scan_variation", False)),
+                            move_p=(training.get("registration_jitter") or {}).get("p", 0.0))
     native = {(j["subject"], j["variant"]): j["key"] for j in jobs if j["artifact"] in ARTIFACTS}
     rows = [r for r in rows if r["artifact"] in ARTIFACTS and native.get((r["subject"], r["variant"])) in table]
     volumes = load_volumes(cache_dir, rows)
@@ -476,13 +498,16 @@ def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", fol
                    n_clean_variants=2, seed=0, nprocs=2, mc_samples=4, levels=4, base_filters=16,
                    dropout=0.2, dense_dropout=0.1, spacing_mm=DEFAULT_SPACING_MM, grid_shape=DEFAULT_SHAPE,
                    holdout=None, exclude_mild=False, raw_scan_variation=False, exclude_artifacts=(),
-                   detectors=True, spatial_augment=False):
+                   detectors=True, spatial_augment=False, registration_jitter=0.0):
     """Train a ``folds``-fold ensemble on ``scans``; write it to ``out_dir``; return its card.
 
     ``exclude_artifacts``: artifact types whose simulated volumes the network does not train on
     (cached but left out), for types a native-space detector covers (bidsqc.detectors).
     ``detectors``: calibrate those detectors on the training scans into the card.
-    ``spatial_augment``: random affine augmentation on the grid (``augment``)."""
+    ``spatial_augment``: random affine augmentation on the grid (``augment``).
+    ``registration_jitter``: the share of the training volumes (all but the subjects' originals)
+    moved by a random affine inside their one resampling at registration instead
+    (``bidsqc.model.dataset.add_moves``), built into the cache."""
     import keras
     import tensorflow as tf
 
@@ -517,7 +542,8 @@ def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", fol
     rows, errors = build_dataset(scans, cache_dir, template_id, grid_shape, grid_affine, mask,
                                  n_clean_variants=n_clean_variants, seed=seed, nprocs=nprocs,
                                  severities=("severe",) if exclude_mild else ("mild", "severe"),
-                                 raw_scan_variation=raw_scan_variation, skip_artifacts=exclude_artifacts)
+                                 raw_scan_variation=raw_scan_variation, skip_artifacts=exclude_artifacts,
+                                 move_p=registration_jitter)
     if errors:
         LOGGER.warning("dataset: %d volumes failed and are left out", len(errors))
     if exclude_artifacts:
@@ -530,6 +556,7 @@ def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", fol
     weights = np.where(is_bad == 1, 1.0, n_bad / max(1, n_clean)).astype(np.float32)
     subjects = [r["subject"] for r in rows]
     backgrounds = background_maps(rows, volumes, mask, distances=raw_scan_variation)
+    background_keys = moved_backgrounds(rows, backgrounds, mask, distances=raw_scan_variation)
     LOGGER.info("training set: %d volumes (%d clean, %d bad) from %d subjects; grid %s",
                 len(rows), n_clean, n_bad, len(set(subjects)), grid_shape)
     splits = _fold_split(rows, folds, seed)
@@ -569,7 +596,7 @@ def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", fol
             def generator(rng=rng, train_idx=train_idx):
                 while True:
                     yield from batches(train_idx, volumes, y_bad, y_art, weights, mask, backgrounds,
-                                       subjects, batch_size, mixup_alpha, rng, fields,
+                                       background_keys, batch_size, mixup_alpha, rng, fields,
                                        layered_scalp=raw_scan_variation, spatial=spatial_augment)
 
             signature = (tf.TensorSpec((batch_size,) + tuple(grid_shape) + (1,), tf.float32),
@@ -650,6 +677,8 @@ def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", fol
                      "n_clean_variants": n_clean_variants, "raw_scan_variation": bool(raw_scan_variation),
                      "spatial_augment": {"p": SPATIAL_P, **SPATIAL_RANGES, "spline_order": SPATIAL_ORDER}
                      if spatial_augment else None,
+                     "registration_jitter": {"p": registration_jitter, **SPATIAL_RANGES}
+                     if registration_jitter else None,
                      "excluded_artifacts": sorted(exclude_artifacts),
                      "n_volumes": len(rows), "n_clean": n_clean, "n_bad": n_bad,
                      "n_subjects": len(set(subjects)), "dataset_manifest_sha256": manifest_sha,

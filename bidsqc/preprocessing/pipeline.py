@@ -71,15 +71,20 @@ def to_model_grid(ras_img, template_to_t1w, template, grid_shape, grid_affine, i
     return scale_intensity(resampled, input_mask), round(quality, 4)
 
 
-def preprocess(img, template, grid_shape, grid_affine, input_mask, name="image"):
+def preprocess(img, template, grid_shape, grid_affine, input_mask, name="image", move=None):
     """Run conform -> register -> resample -> mask -> scale on a nibabel image.
 
+    ``move`` (training only): a 4x4 template-space affine composed with the registration
+    (template_to_t1w @ move), so that the scan lands moved on the grid in its one
+    resampling, with no second interpolation (see ``bidsqc.model.dataset.grid_move``).
     Returns (volume, info): volume as from ``to_model_grid``; info records the conform
     fields, the template-to-T1w affine, registration figures and timings.
     """
     started = time.time()
     ras, conform_info = conform(img, name=name)
     template_to_t1w, reg_info = register_affine(ras, template)
+    if move is not None:
+        template_to_t1w = template_to_t1w @ np.asarray(move, float)
     volume, quality = to_model_grid(ras, template_to_t1w, template, grid_shape, grid_affine, input_mask)
     info = dict(conform_info.as_dict())
     info.update(reg_info)

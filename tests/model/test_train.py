@@ -15,11 +15,11 @@ from scipy import ndimage
 from bidsqc.artifacts import ARTIFACTS
 from bidsqc.detectors import DETECTORS, FEATURES
 from bidsqc.model.card import ModelCardError, read_card
-from bidsqc.model.dataset import _job_key, build_dataset, plan_variants
+from bidsqc.model.dataset import _job_key, add_moves, assign_keys, build_dataset, grid_move, plan_variants
 from bidsqc.model.ensemble import Ensemble, band_half_width_logit, uncertain_band
 from bidsqc.model.train import (SPATIAL_P, SPATIAL_RANGES, add_detectors, augment, brain_distance,
-                                axis_rotation, random_affine, read_labels, scalp_layers, spatial_transform,
-                                train_ensemble)
+                                axis_rotation, moved_backgrounds, random_affine, read_labels, scalp_layers,
+                                spatial_transform, train_ensemble)
 from bidsqc.preprocessing.pipeline import PRESMOOTH_FWHM_MM
 from bidsqc.preprocessing.resample import zscore
 
@@ -383,3 +383,74 @@ def test_cache_keys_follow_the_parameter_ranges(monkeypatch):
     assert _job_key(noisy, "abc", "sig") == before[1]
     monkeypatch.setitem(simulators.RANGES, "noise", {"sigma": {"mild": (0.1, 0.2), "severe": (0.3, 0.5)}})
     assert _job_key(noisy, "abc", "sig") != before[1]
+
+
+def test_a_move_at_registration_is_the_grid_move_without_a_second_resampling(stripped_t1w, nlin6):
+    """``--registration-jitter`` moves the scan inside its one resampling: the volume is the
+    one ``spatial_transform`` gives on the grid, but keeps the fine texture a second
+    resampling takes away (docs/model.md: even cubic resampling takes more than mild noise adds)."""
+    from bidsqc.preprocessing.conform import conform, load_image
+    from bidsqc.preprocessing.pipeline import DEFAULT_SHAPE, make_grid, to_model_grid
+    from bidsqc.preprocessing.register import register_affine
+
+    ras, _ = conform(load_image(stripped_t1w))
+    template_to_t1w, _ = register_affine(ras, nlin6)
+    grid = make_grid(nlin6)
+    everywhere = np.ones(DEFAULT_SHAPE, bool)
+    matrix, shift = axis_rotation(2, np.radians(4.0)), (0.5, -1.5, 0.5)  # no scale: a zoom changes the texture
+    unmoved = to_model_grid(ras, template_to_t1w, nlin6, DEFAULT_SHAPE, grid, everywhere)[0]
+    at_registration = to_model_grid(ras, template_to_t1w @ grid_move(matrix, shift, DEFAULT_SHAPE, grid), nlin6,
+                                    DEFAULT_SHAPE, grid, everywhere)[0]
+    on_grid = spatial_transform(unmoved, matrix, shift)
+    inner = ndimage.binary_erosion(on_grid > 0.1, iterations=3)
+    def corr(a, b):
+        return np.corrcoef(a[inner], b[inner])[0, 1]
+    def energy(v):
+        return np.sqrt(np.mean(ndimage.laplace(v.astype(np.float64))[inner] ** 2))
+    assert corr(at_registration, on_grid) > 0.97  # the same move (0.99 measured)
+    assert corr(at_registration, on_grid) > corr(at_registration, unmoved) + 0.05  # and a real one (0.66)
+    assert energy(at_registration) > 0.95 * energy(unmoved)  # 0.996
+    assert energy(on_grid) < 0.9 * energy(unmoved)  # 0.87
+
+
+def test_registration_jitter_moves_only_the_drawn_jobs_and_keeps_the_others_keys(shared_data):
+    scans = [{"subject": f"sub-{s}", "source_file": str(shared_data / "ds002748" / f"sub-{s}_T1w.nii.gz")}
+             for s in ("01", "05")]
+    plain = assign_keys(plan_variants(scans, n_clean_variants=2, seed=4), "grid")
+    none = assign_keys(add_moves(plan_variants(scans, n_clean_variants=2, seed=4), 0.0, seed=4), "grid")
+    moved = assign_keys(add_moves(plan_variants(scans, n_clean_variants=2, seed=4), 0.8, seed=4), "grid")
+    again = assign_keys(add_moves(plan_variants(scans, n_clean_variants=2, seed=4), 0.8, seed=4), "grid")
+    assert [j["key"] for j in none] == [j["key"] for j in plain] and not any("move_seed" in j for j in none)
+    assert [j.get("move_seed") for j in moved] == [j.get("move_seed") for j in again]
+    assert not any("move_seed" in j for j in moved if j["variant"] == "original")
+    share = np.mean(["move_seed" in j for j in moved if j["variant"] != "original"])
+    assert 0.6 <= share < 1.0
+    for job, base in zip(moved, plain):  # same artifact seeds; only the moved ones get new keys
+        assert job["seed"] == base["seed"]
+        assert (job["key"] != base["key"]) == ("move_seed" in job)
+
+
+def test_moved_rows_get_their_subjects_background_moved_with_them():
+    shape = (32, 38, 32)
+    mask = np.zeros(shape, bool)
+    mask[2:30, 2:36, 2:30] = True
+    background = mask.copy()
+    background[8:24, 10:28, 8:24] = False  # the brain
+    backgrounds = {"sub-1": (background, None)}
+    rows = [{"subject": "sub-1", "move_seed": ""}, {"subject": "sub-1", "move_seed": "7"}]
+    keys = moved_backgrounds(rows, backgrounds, mask)
+    assert keys[0] == "sub-1" and keys[1] == ("sub-1", 7)
+    matrix, shift = random_affine(np.random.default_rng(7))
+    brain = spatial_transform((~background & mask).astype(np.float32), matrix, shift, order=0) > 0.5
+    moved = backgrounds[keys[1]][0]
+    assert not (moved & brain).any() and not moved[~mask].any()
+    assert (moved != background).sum() > 100  # it did move
+
+
+def test_train_cli_rejects_a_registration_jitter_outside_0_to_1(tmp_path, capsys):
+    from bidsqc.cli.train import main
+
+    labels = tmp_path / "labels.tsv"
+    labels.write_text("source_file\trating\n")
+    assert main(["--labels", str(labels), "--out", str(tmp_path / "out"), "--registration-jitter", "1.5"]) == 2
+    assert "--registration-jitter must be between 0 and 1" in capsys.readouterr().err
