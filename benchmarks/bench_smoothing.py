@@ -50,14 +50,14 @@ def texture_energy(volume, mask):
     return float(np.sqrt(np.mean(ndimage.laplace(volume.astype(np.float64))[mask] ** 2)))
 
 
-def augmentation_texture(rows, all_rows, cache, mask):
-    """Median texture energy, relative to each clean volume as it is, of: the clean volume after
-    one augmentation draw, its mild and severe noise variants as they are and after a draw."""
+def augmentation_texture(rows, volumes, all_rows, cache, mask):
+    """Median texture energy, relative to each clean volume (``volumes``, of ``rows``) as it is,
+    of: the clean volume after one augmentation draw, its mild and severe noise variants as they
+    are and after a draw."""
     rng = np.random.default_rng(0)
     noisy = {(r["source_file"], r["severity"]): r for r in all_rows if r["artifact"] == "noise"}
     ratios = {}
-    for row in rows:
-        clean = np.load(cache / row["volume"]).astype(np.float32)
+    for row, clean in zip(rows, volumes):
         base = texture_energy(clean, mask)
         cases = {"clean, augmented": clean}
         for severity in ("mild", "severe"):
@@ -90,13 +90,13 @@ def main():
     rows = [r for r in all_rows if r["artifact"] == "none" and r["source_file"] in clean]
     volumes = [np.load(args.cache / r["volume"]).astype(np.float32) for r in rows]
     print(f"{len(volumes)} clean volumes from {args.cache}")
-    inner = ndimage.binary_erosion(Ensemble.load(args.model[0]).mask, iterations=3)
+    ensembles = [Ensemble.load(model) for model in args.model]
+    inner = ndimage.binary_erosion(ensembles[0].mask, iterations=3)
     print("texture energy relative to the clean volume as it is (median):")
-    for name, (ratio, n) in augmentation_texture(rows, all_rows, args.cache, inner).items():
+    for name, (ratio, n) in augmentation_texture(rows, volumes, all_rows, args.cache, inner).items():
         print(f"  {name:26s} {ratio:.2f}  ({n} volumes)")
     resampled = {order: [resample(v, order) for v in volumes] for _, order in CASES}  # the same for every model
-    for model in args.model:
-        ensemble = Ensemble.load(model)
+    for model, ensemble in zip(args.model, ensembles):
         inner = ndimage.binary_erosion(ensemble.mask, iterations=3)
         print(f"\n{ensemble.model_id} ({model}), threshold {ensemble.threshold:.2f}")
         for name, order in CASES:
