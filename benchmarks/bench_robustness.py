@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from bidsqc.model.card import write_json_atomic  # noqa: E402
 from bidsqc.model.ensemble import DEFAULT_MODEL_DIR, Ensemble  # noqa: E402
-from bidsqc.model.train import axis_rotation  # noqa: E402
+from bidsqc.model.geometry import axis_rotation  # noqa: E402
 from bidsqc.preprocessing.conform import conform  # noqa: E402
 from bidsqc.preprocessing.pipeline import to_model_grid  # noqa: E402
 from bidsqc.preprocessing.register import register_affine  # noqa: E402

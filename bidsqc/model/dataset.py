@@ -18,6 +18,7 @@ import numpy as np
 
 from ..artifacts import ARTIFACTS, apply_artifact, sample_params
 from ..artifacts.simulators import ANISOTROPIC_RANGE, CLEAN_RANGES, RANGES, sample_anisotropic, sample_clean_variation
+from .geometry import SPATIAL_RANGES, grid_move, random_affine
 
 LOGGER = logging.getLogger("bidsqc")
 
@@ -64,7 +65,7 @@ def plan_variants(scans, n_clean_variants=2, severities=("mild", "severe"), p_se
 def add_moves(jobs, p, seed=0):
     """With ``p`` > 0 (``bidsqc-train --registration-jitter``), give each job but the
     subjects' ``original`` volumes, with probability ``p``, a ``move_seed``: the job's scan is
-    then moved by a random affine (``bidsqc.model.train.random_affine``) inside its one
+    then moved by a random affine (``bidsqc.model.geometry.random_affine``) inside its one
     resampling at registration. A move drawn on the grid after caching resamples a second
     time, which takes away more fine texture than mild noise adds (docs/model.md). The
     originals stay unmoved: the subject's background is found on them (``background_maps``).
@@ -77,25 +78,10 @@ def add_moves(jobs, p, seed=0):
     return jobs
 
 
-def grid_move(matrix, shift, grid_shape, grid_affine):
-    """The 4x4 template-space affine that, composed with the registration, moves a scan on
-    the grid as ``bidsqc.model.train.spatial_transform(volume, matrix, shift)`` would: output
-    voxel x takes the scan at inv(matrix) @ (x - centre - shift) + centre."""
-    centre = (np.asarray(grid_shape, float) - 1) / 2.0
-    inverse = np.linalg.inv(np.asarray(matrix, float))
-    voxel = np.eye(4)
-    voxel[:3, :3] = inverse
-    voxel[:3, 3] = centre - inverse @ (centre + np.asarray(shift, float))
-    grid_affine = np.asarray(grid_affine, float)
-    return grid_affine @ voxel @ np.linalg.inv(grid_affine)
-
-
 def job_move(job, grid_shape, grid_affine):
     """The job's (or manifest row's) move for ``preprocess``, or None when it has none."""
     if job.get("move_seed") in (None, ""):
         return None
-    from .train import random_affine
-
     return grid_move(*random_affine(np.random.default_rng(int(job["move_seed"]))), grid_shape, grid_affine)
 
 
@@ -118,8 +104,6 @@ def _job_key(job, checksum, signature):
         ANISOTROPIC_RANGE if job["artifact"] == "anisotropic" else RANGES.get(job["artifact"])
     move = []
     if job.get("move_seed") not in (None, ""):
-        from .train import SPATIAL_RANGES
-
         move = [int(job["move_seed"]), SPATIAL_RANGES]
     text = json.dumps([checksum, job["variant"], job["artifact"], job["severity"], job["seed"], signature,
                        ranges] + ([True] if job.get("raw_scan") else []) + move)

@@ -30,17 +30,14 @@ from ..preprocessing.resample import zscore
 from .card import CARD_NAME, MASK_NAME, read_card, write_json_atomic
 from .dataset import build_dataset, detector_table, file_checksum, load_volumes, assign_keys, plan_variants
 from .ensemble import UNCERTAIN_HALF_WIDTH_LOGIT, uncertain_band
+from .geometry import SPATIAL_ORDER, SPATIAL_RANGES, random_affine, spatial_transform
 
 LOGGER = logging.getLogger("bidsqc")
 
 MILD_LABEL = 0.7  # training target of p_bad for mild artifacts (severe: 1, clean: 0)
-# --spatial-augment: a random affine applied with probability SPATIAL_P to each training volume
-# on the model grid, the residual misalignment and head-shape variation that an affine
-# registration leaves (a network trained without it failed clean scans shifted by 3 voxels,
-# scaled by 10 % or rotated by 8 degrees; docs/model.md)
+# --spatial-augment: a random affine (geometry.random_affine) applied on the model grid with
+# probability SPATIAL_P to each training volume
 SPATIAL_P = 0.8
-SPATIAL_RANGES = {"rotation_deg": 10.0, "scale": 0.1, "axis_scale": 0.05, "shift_voxels": 2.0}
-SPATIAL_ORDER = 3  # cubic B-splines: linear interpolation blurs, and blur reads as an artifact
 
 
 # --------------------------------------------------------------------------- metrics
@@ -108,46 +105,6 @@ def brain_distance(mask, background):
     if not brain.any():
         return np.zeros(mask.shape, np.float32)
     return ndimage.distance_transform_edt(~brain).astype(np.float32)
-
-
-def axis_rotation(axis, angle):
-    """3x3 rotation by ``angle`` (radians) about coordinate ``axis``."""
-    i, j = [a for a in range(3) if a != axis]
-    rot = np.eye(3)
-    rot[i, i] = rot[j, j] = np.cos(angle)
-    rot[i, j], rot[j, i] = -np.sin(angle), np.sin(angle)
-    return rot
-
-
-def random_affine(rng, ranges=SPATIAL_RANGES):
-    """Draw (3x3 matrix, shift in voxels) for ``spatial_transform``: rotations about each
-    axis up to +-rotation_deg, an isotropic scale within 1 +- scale times a per-axis scale
-    within 1 +- axis_scale, and a shift up to +-shift_voxels along each axis."""
-    matrix = np.eye(3)
-    for axis, angle in enumerate(np.radians(rng.uniform(-1, 1, 3) * ranges["rotation_deg"])):
-        matrix = axis_rotation(axis, angle) @ matrix
-    scale = (1 + rng.uniform(-1, 1) * ranges["scale"]) * (1 + rng.uniform(-1, 1, 3) * ranges["axis_scale"])
-    return matrix @ np.diag(scale), rng.uniform(-1, 1, 3) * ranges["shift_voxels"]
-
-
-def spatial_transform(volume, matrix, shift, order=SPATIAL_ORDER):
-    """Apply ``matrix`` about the grid centre, then ``shift`` (voxels), to a grid volume
-    (cubic B-spline interpolation, zero outside): output voxel x takes the input at
-    inv(matrix) @ (x - centre - shift) + centre.
-
-    Cubic, not linear: linear interpolation at sub-voxel offsets smooths the volume (a
-    half-voxel shift kept 0.49 of the clean held-out volumes' Laplacian energy, cubic 0.81),
-    and the networks read that smoothing as an artifact (it raised the shipped ensemble's
-    median p_bad on the clean held-out scans and raw heads from 0.23 to 0.93, a cubic shift
-    to 0.38; benchmarks/bench_smoothing.py, docs/model.md). Even cubic resampling takes away
-    more fine texture (one augmentation draw keeps 0.86) than mild noise adds (1.09), so a
-    network trained on twice-resampled volumes still reads once-resampled clean scans as
-    noisy: an ensemble trained with it from scratch was not shipped (docs/model.md)."""
-    centre = (np.array(volume.shape) - 1) / 2.0
-    inverse = np.linalg.inv(matrix)
-    offset = centre - inverse @ (centre + np.asarray(shift, float))
-    return ndimage.affine_transform(volume, inverse, offset, order=order, mode="constant",
-                                    cval=0.0, output=np.float32)
 
 
 def augment(volume, mask, background, rng, fields, distance=None, layered_scalp=False, spatial=False):
