@@ -18,7 +18,7 @@ import numpy as np
 
 from ..artifacts import ARTIFACTS, apply_artifact, sample_params
 from ..artifacts.simulators import ANISOTROPIC_RANGE, CLEAN_RANGES, RANGES, sample_anisotropic, sample_clean_variation
-from .geometry import SPATIAL_RANGES, grid_move, random_affine
+from .geometry import JITTER_RANGES, grid_move, jitter_move
 
 LOGGER = logging.getLogger("bidsqc")
 
@@ -65,7 +65,7 @@ def plan_variants(scans, n_clean_variants=2, severities=("mild", "severe"), p_se
 def add_moves(jobs, p, seed=0):
     """With ``p`` > 0 (``bidsqc-train --registration-jitter``), give each job but the
     subjects' ``original`` volumes, with probability ``p``, a ``move_seed``: the job's scan is
-    then moved by a random affine (``bidsqc.model.geometry.random_affine``) inside its one
+    then moved by a random affine (``bidsqc.model.geometry.jitter_move``) inside its one
     resampling at registration. A move drawn on the grid after caching resamples a second
     time, which takes away more fine texture than mild noise adds (docs/model.md). The
     originals stay unmoved: the subject's background is found on them (``background_maps``).
@@ -82,7 +82,7 @@ def job_move(job, grid_shape, grid_affine):
     """The job's (or manifest row's) move for ``preprocess``, or None when it has none."""
     if job.get("move_seed") in (None, ""):
         return None
-    return grid_move(*random_affine(np.random.default_rng(int(job["move_seed"]))), grid_shape, grid_affine)
+    return grid_move(*jitter_move(job["move_seed"]), grid_shape, grid_affine)
 
 
 def assign_keys(jobs, signature):
@@ -104,7 +104,7 @@ def _job_key(job, checksum, signature):
         ANISOTROPIC_RANGE if job["artifact"] == "anisotropic" else RANGES.get(job["artifact"])
     move = []
     if job.get("move_seed") not in (None, ""):
-        move = [int(job["move_seed"]), SPATIAL_RANGES]
+        move = [int(job["move_seed"]), JITTER_RANGES]
     text = json.dumps([checksum, job["variant"], job["artifact"], job["severity"], job["seed"], signature,
                        ranges] + ([True] if job.get("raw_scan") else []) + move)
     return hashlib.sha1(text.encode()).hexdigest()[:16]

@@ -14,6 +14,12 @@ from scipy import ndimage
 # or rotated by 8 degrees; docs/model.md)
 SPATIAL_RANGES = {"rotation_deg": 10.0, "scale": 0.1, "axis_scale": 0.05, "shift_voxels": 2.0}
 SPATIAL_ORDER = 3  # cubic B-splines: linear interpolation blurs, and blur reads as an artifact
+# --registration-jitter: the same rotations and shifts, but zooms of a few per cent only. A zoom
+# at registration changes the fine texture on the grid: SPATIAL_RANGES' extreme zooms (0.855,
+# 1.155) give 1.20 and 0.83 times the Laplacian energy, JITTER_RANGES' (0.951, 1.051) 1.06 and
+# 0.94, rotations and shifts 1.00 (median of 8 training scans, benchmarks/bench_move_texture.py),
+# against the 1.09 that mild noise adds: wide zooms teach the networks to ignore mild noise
+JITTER_RANGES = {"rotation_deg": 10.0, "scale": 0.03, "axis_scale": 0.02, "shift_voxels": 2.0}
 
 
 def axis_rotation(axis, angle):
@@ -34,6 +40,12 @@ def random_affine(rng, ranges=SPATIAL_RANGES):
         matrix = axis_rotation(axis, angle) @ matrix
     scale = (1 + rng.uniform(-1, 1) * ranges["scale"]) * (1 + rng.uniform(-1, 1, 3) * ranges["axis_scale"])
     return matrix @ np.diag(scale), rng.uniform(-1, 1, 3) * ranges["shift_voxels"]
+
+
+def jitter_move(move_seed):
+    """(3x3 matrix, shift in voxels) of a training volume's ``--registration-jitter`` move,
+    drawn from JITTER_RANGES with the volume's ``move_seed``."""
+    return random_affine(np.random.default_rng(int(move_seed)), JITTER_RANGES)
 
 
 def spatial_transform(volume, matrix, shift, order=SPATIAL_ORDER):

@@ -30,7 +30,7 @@ from ..preprocessing.resample import zscore
 from .card import CARD_NAME, MASK_NAME, read_card, write_json_atomic
 from .dataset import build_dataset, detector_table, file_checksum, load_volumes, assign_keys, plan_variants
 from .ensemble import UNCERTAIN_HALF_WIDTH_LOGIT, uncertain_band
-from .geometry import SPATIAL_ORDER, SPATIAL_RANGES, random_affine, spatial_transform
+from .geometry import JITTER_RANGES, SPATIAL_ORDER, SPATIAL_RANGES, jitter_move, random_affine, spatial_transform
 
 LOGGER = logging.getLogger("bidsqc")
 
@@ -60,15 +60,17 @@ def binary_metrics(y_true, p_bad, threshold=0.5):
 
 
 def choose_threshold(y_true, p_bad, min_specificity=0.95):
-    """Threshold with the best balanced accuracy among those keeping specificity >=
-    ``min_specificity`` on the out-of-fold predictions (0.5 if none qualifies)."""
+    """Threshold (0.20-0.90) with the best balanced accuracy among those keeping specificity
+    >= ``min_specificity`` on the out-of-fold predictions. Where none reaches it, the one with
+    the highest specificity (then the best balanced accuracy): failing clean scans is what
+    sends users back to rating by eye, so specificity comes first. Returns (threshold,
+    whether ``min_specificity`` was reached)."""
     y_true = np.asarray(y_true).astype(int)
-    best, best_t = -1.0, 0.5
-    for t in np.round(np.arange(0.2, 0.91, 0.01), 2):
-        m = binary_metrics(y_true, p_bad, t)
-        if m["specificity"] >= min_specificity and m["balanced_accuracy"] > best:
-            best, best_t = m["balanced_accuracy"], float(t)
-    return best_t
+    scored = [(binary_metrics(y_true, p_bad, t), float(t)) for t in np.round(np.arange(0.2, 0.91, 0.01), 2)]
+    reaching = [(m["balanced_accuracy"], t) for m, t in scored if m["specificity"] >= min_specificity]
+    if reaching:
+        return max(reaching, key=lambda r: (r[0], -r[1]))[1], True  # ties: the lowest
+    return max(scored, key=lambda s: (s[0]["specificity"], s[0]["balanced_accuracy"], -s[1]))[1], False
 
 
 # --------------------------------------------------------------------------- augmentation
@@ -165,7 +167,7 @@ def moved_backgrounds(rows, backgrounds, mask, distances=False):
             continue
         key = (row["subject"], int(seed))
         if key not in backgrounds:
-            matrix, shift = random_affine(np.random.default_rng(int(seed)))
+            matrix, shift = jitter_move(seed)
             original = backgrounds[row["subject"]][0].astype(np.float32)
             moved = mask & (spatial_transform(original, matrix, shift, order=0) > 0.5)
             backgrounds[key] = (moved, brain_distance(mask, moved) if distances else None)
@@ -586,8 +588,11 @@ def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", fol
                     metrics["specificity"])
         keras.backend.clear_session()
 
-    threshold = choose_threshold(is_bad, oof_bad)
+    threshold, specificity_reached = choose_threshold(is_bad, oof_bad)
     pooled = binary_metrics(is_bad, oof_bad, threshold)
+    if not specificity_reached:
+        LOGGER.warning("no threshold reached out-of-fold specificity 0.95; threshold %.2f has the highest (%.3f)",
+                       threshold, pooled["specificity"])
     severe = np.array([r["severity"] == "severe" for r in rows])
     art_idx = np.array([artifacts.index(r["artifact"]) if r["artifact"] in artifacts else -1 for r in rows])
     if severe.any():
@@ -619,7 +624,10 @@ def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", fol
                      "uncertain_band": list(uncertain_band(threshold)),
                      "rule": "fail if p_bad >= threshold, pass below; uncertain inside the band or where "
                              "the fold models' mean p_bad fall on both sides of the threshold",
-                     "threshold_choice": "best balanced accuracy with specificity >= 0.95 on out-of-fold predictions",
+                     "threshold_choice": "best balanced accuracy with specificity >= 0.95 on out-of-fold predictions"
+                                         if specificity_reached else "no threshold reached out-of-fold specificity "
+                                         "0.95: the one with the highest (then the best balanced accuracy)",
+                     "specificity_target_reached": specificity_reached,
                      "band_choice": f"+-{UNCERTAIN_HALF_WIDTH_LOGIT:.2f} in log-odds around the threshold "
                                     "(+-0.15 around 0.5)"},
         "architecture": {"levels": levels, "base_filters": base_filters, "dropout": dropout,
@@ -634,7 +642,7 @@ def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", fol
                      "n_clean_variants": n_clean_variants, "raw_scan_variation": bool(raw_scan_variation),
                      "spatial_augment": {"p": SPATIAL_P, **SPATIAL_RANGES, "spline_order": SPATIAL_ORDER}
                      if spatial_augment else None,
-                     "registration_jitter": {"p": registration_jitter, **SPATIAL_RANGES}
+                     "registration_jitter": {"p": registration_jitter, **JITTER_RANGES}
                      if registration_jitter else None,
                      "excluded_artifacts": sorted(exclude_artifacts),
                      "n_volumes": len(rows), "n_clean": n_clean, "n_bad": n_bad,

@@ -1,12 +1,14 @@
 """Moves on the model grid: random affines stay in their ranges, ``spatial_transform`` moves
 about the grid centre without smoothing, and a move composed with the registration
-(``grid_move``) is the same move with no second resampling."""
+(``grid_move``) is the same move with no second resampling, whose zooms (``jitter_move``)
+change the fine texture less than mild noise does."""
 
 import numpy as np
 import pytest
 from scipy import ndimage
 
-from bidsqc.model.geometry import SPATIAL_RANGES, axis_rotation, grid_move, random_affine, spatial_transform
+from bidsqc.model.geometry import (JITTER_RANGES, SPATIAL_RANGES, axis_rotation, grid_move, jitter_move,
+                                   random_affine, spatial_transform)
 from bidsqc.preprocessing.conform import conform, load_image
 from bidsqc.preprocessing.pipeline import DEFAULT_SHAPE, make_grid, to_model_grid
 from bidsqc.preprocessing.register import register_affine
@@ -15,6 +17,21 @@ from bidsqc.preprocessing.register import register_affine
 def laplacian_energy(volume, region):
     """RMS of the Laplacian (fine texture) of ``volume`` inside ``region``."""
     return np.sqrt(np.mean(ndimage.laplace(volume.astype(np.float64))[region] ** 2))
+
+
+@pytest.fixture(scope="module")
+def registered(stripped_t1w, nlin6):
+    """A real scan conformed and registered: (RAS image, template_to_t1w, grid affine)."""
+    ras, _ = conform(load_image(stripped_t1w))
+    template_to_t1w, _ = register_affine(ras, nlin6)
+    return ras, template_to_t1w, make_grid(nlin6)
+
+
+def on_model_grid(registered, nlin6, matrix=np.eye(3), shift=(0, 0, 0)):
+    """The registered scan on the model grid, moved by (matrix, shift) inside its one resampling."""
+    ras, template_to_t1w, grid = registered
+    return to_model_grid(ras, template_to_t1w @ grid_move(matrix, shift, DEFAULT_SHAPE, grid), nlin6,
+                         DEFAULT_SHAPE, grid, np.ones(DEFAULT_SHAPE, bool))[0]
 
 
 def test_random_affines_stay_in_their_ranges_and_repeat_with_the_seed():
@@ -69,18 +86,13 @@ def test_spatial_transform_keeps_the_fine_texture():
     assert energy(linear) < 0.6 * energy(volume)  # 0.47: what the check guards against
 
 
-def test_a_move_at_registration_is_the_grid_move_without_a_second_resampling(stripped_t1w, nlin6):
+def test_a_move_at_registration_is_the_grid_move_without_a_second_resampling(registered, nlin6):
     """``--registration-jitter`` moves the scan inside its one resampling: the volume is the
     one ``spatial_transform`` gives on the grid, but keeps the fine texture a second
     resampling takes away (docs/model.md: even cubic resampling takes more than mild noise adds)."""
-    ras, _ = conform(load_image(stripped_t1w))
-    template_to_t1w, _ = register_affine(ras, nlin6)
-    grid = make_grid(nlin6)
-    everywhere = np.ones(DEFAULT_SHAPE, bool)
     matrix, shift = axis_rotation(2, np.radians(4.0)), (0.5, -1.5, 0.5)  # no scale: a zoom changes the texture
-    unmoved = to_model_grid(ras, template_to_t1w, nlin6, DEFAULT_SHAPE, grid, everywhere)[0]
-    at_registration = to_model_grid(ras, template_to_t1w @ grid_move(matrix, shift, DEFAULT_SHAPE, grid), nlin6,
-                                    DEFAULT_SHAPE, grid, everywhere)[0]
+    unmoved = on_model_grid(registered, nlin6)
+    at_registration = on_model_grid(registered, nlin6, matrix, shift)
     on_grid = spatial_transform(unmoved, matrix, shift)
     inner = ndimage.binary_erosion(on_grid > 0.1, iterations=3)
     def corr(a, b):
@@ -91,3 +103,26 @@ def test_a_move_at_registration_is_the_grid_move_without_a_second_resampling(str
     assert corr(at_registration, on_grid) > corr(at_registration, unmoved) + 0.05  # and a real one (0.66)
     assert energy(at_registration) > 0.95 * energy(unmoved)  # 0.996
     assert energy(on_grid) < 0.9 * energy(unmoved)  # 0.87
+
+
+def test_registration_jitter_zooms_change_the_texture_less_than_mild_noise(registered, nlin6):
+    """A zoom at registration changes the fine texture on the grid (shrinking adds, enlarging
+    takes away); ``--registration-jitter`` draws zooms small enough that its moved clean
+    volumes stay closer to the unmoved ones than mild noise (1.09 times the Laplacian energy,
+    benchmarks/bench_smoothing.py), where ``--spatial-augment``'s zooms do not."""
+    def zooms(ranges):
+        return (1 - ranges["scale"]) * (1 - ranges["axis_scale"]), (1 + ranges["scale"]) * (1 + ranges["axis_scale"])
+    unmoved = on_model_grid(registered, nlin6)
+    inner = ndimage.binary_erosion(unmoved > 0.1, iterations=3)
+    def energy(zoom):
+        moved = on_model_grid(registered, nlin6, np.eye(3) * zoom)
+        region = ndimage.binary_erosion(moved > 0.1, iterations=3)
+        return laplacian_energy(moved / moved[region].mean(), region) / laplacian_energy(
+            unmoved / unmoved[inner].mean(), inner)
+    jitter_low, jitter_high = zooms(JITTER_RANGES)
+    spatial_low, spatial_high = zooms(SPATIAL_RANGES)
+    assert 1.0 < energy(jitter_low) < 1.09 and 0.91 < energy(jitter_high) < 1.0
+    assert energy(spatial_low) > 1.09 and energy(spatial_high) < 0.91
+    for seed in range(50):  # the moves drawn stay within those zooms
+        s = np.linalg.svd(jitter_move(seed)[0], compute_uv=False)
+        assert jitter_low - 1e-9 <= s.min() and s.max() <= jitter_high + 1e-9

@@ -16,9 +16,9 @@ from bidsqc.detectors import DETECTORS, FEATURES
 from bidsqc.model.card import ModelCardError, read_card
 from bidsqc.model.dataset import _job_key, add_moves, assign_keys, build_dataset, plan_variants
 from bidsqc.model.ensemble import Ensemble, band_half_width_logit, uncertain_band
-from bidsqc.model.geometry import SPATIAL_RANGES, random_affine, spatial_transform
-from bidsqc.model.train import (SPATIAL_P, add_detectors, augment, brain_distance, moved_backgrounds, read_labels,
-                                scalp_layers, train_ensemble)
+from bidsqc.model.geometry import SPATIAL_RANGES, jitter_move, spatial_transform
+from bidsqc.model.train import (SPATIAL_P, add_detectors, augment, brain_distance, choose_threshold,
+                                moved_backgrounds, read_labels, scalp_layers, train_ensemble)
 from bidsqc.preprocessing.pipeline import PRESMOOTH_FWHM_MM
 from bidsqc.preprocessing.resample import zscore
 
@@ -359,11 +359,24 @@ def test_moved_rows_get_their_subjects_background_moved_with_them():
     rows = [{"subject": "sub-1", "move_seed": ""}, {"subject": "sub-1", "move_seed": "7"}]
     keys = moved_backgrounds(rows, backgrounds, mask)
     assert keys[0] == "sub-1" and keys[1] == ("sub-1", 7)
-    matrix, shift = random_affine(np.random.default_rng(7))
+    matrix, shift = jitter_move(7)
     brain = spatial_transform((~background & mask).astype(np.float32), matrix, shift, order=0) > 0.5
     moved = backgrounds[keys[1]][0]
     assert not (moved & brain).any() and not moved[~mask].any()
     assert (moved != background).sum() > 100  # it did move
+
+
+def test_the_threshold_keeps_specificity_first_even_where_the_target_is_out_of_reach():
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(200), np.ones(200)]
+    separable = np.r_[rng.uniform(0.0, 0.4, 200), rng.uniform(0.6, 1.0, 200)]
+    threshold, reached = choose_threshold(y, separable)
+    assert reached and threshold == 0.4  # all of 0.40-0.60 are perfect (clean up to 0.399): the lowest is kept
+    # clean scans spread up to 1: no threshold up to 0.90 keeps 95 % of them below it
+    overlapping = np.r_[rng.uniform(0.0, 1.0, 200), rng.uniform(0.5, 1.0, 200)]
+    threshold, reached = choose_threshold(y, overlapping)
+    assert not reached and threshold == 0.9  # the highest specificity on the grid, not 0.5
+    assert np.mean(overlapping[:200] < threshold) > np.mean(overlapping[:200] < 0.5)
 
 
 def test_train_cli_rejects_a_registration_jitter_outside_0_to_1(tmp_path, capsys):
