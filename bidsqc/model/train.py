@@ -27,7 +27,7 @@ from ..artifacts import ARTIFACTS
 from ..preprocessing.pipeline import (DEFAULT_SHAPE, DEFAULT_SPACING_MM, PRESMOOTH_FWHM_MM, make_grid,
                                       make_input_mask)
 from ..preprocessing.resample import zscore
-from .card import CARD_NAME, MASK_NAME, read_card, write_json_atomic
+from .card import CARD_NAME, MASK_NAME, ModelCardError, read_card, write_json_atomic
 from .dataset import build_dataset, detector_table, file_checksum, load_volumes, assign_keys, plan_variants
 from .ensemble import UNCERTAIN_HALF_WIDTH_LOGIT, uncertain_band
 from .geometry import JITTER_RANGES, SPATIAL_ORDER, SPATIAL_RANGES, jitter_move, random_affine, spatial_transform
@@ -418,6 +418,11 @@ def fit_naming(model_dir, scans, cache_dir, jobs, table, seed=0, n_clean_variant
 
     ensemble = Ensemble.load(model_dir)
     training = ensemble.card.get("training", {})
+    jitter = training.get("registration_jitter") or {}
+    if {k: v for k, v in jitter.items() if k != "p"} not in ({}, JITTER_RANGES):
+        raise ModelCardError(f"{Path(model_dir) / CARD_NAME}: trained with --registration-jitter moves drawn from "
+                             f"{ {k: v for k, v in jitter.items() if k != 'p'} }, but this bidsqc draws them from "
+                             f"{JITTER_RANGES}; refit the naming with the bidsqc version that trained it")
     rows, _ = build_dataset(scans, cache_dir, ensemble.card["input"]["template"], ensemble.grid_shape,
                             ensemble.grid_affine, ensemble.mask, n_clean_variants=n_clean_variants, seed=seed,
                             nprocs=nprocs, severities=("severe",),

@@ -18,7 +18,7 @@ from bidsqc.model.dataset import _job_key, add_moves, assign_keys, build_dataset
 from bidsqc.model.ensemble import Ensemble, band_half_width_logit, uncertain_band
 from bidsqc.model.geometry import SPATIAL_RANGES, jitter_move, spatial_transform
 from bidsqc.model.train import (SPATIAL_P, add_detectors, augment, brain_distance, choose_threshold,
-                                moved_backgrounds, read_labels, scalp_layers, train_ensemble)
+                                fit_naming, moved_backgrounds, read_labels, scalp_layers, train_ensemble)
 from bidsqc.preprocessing.pipeline import PRESMOOTH_FWHM_MM
 from bidsqc.preprocessing.resample import zscore
 
@@ -85,6 +85,19 @@ def test_detectors_only_recalibrates_the_same_card(tiny_ensemble, tmp_path):
     again = add_detectors(copy, read_labels(labels), folder.parent / "cache", seed=1, n_clean_variants=0)
     assert again["detectors"] == card["detectors"] and again["naming"] == card["naming"]
     assert read_card(copy)["naming"] == card["naming"]
+
+
+def test_naming_refuses_a_card_whose_moves_this_version_cannot_redraw(tiny_ensemble, tmp_path):
+    """The naming refit rebuilds the training volumes; a card whose --registration-jitter moves
+    came from other ranges would get other volumes, so it fails clearly instead."""
+    folder, card = tiny_ensemble
+    copy = tmp_path / "ensemble"
+    shutil.copytree(folder, copy)
+    card = read_card(copy)
+    card["training"]["registration_jitter"] = {"p": 0.8, **SPATIAL_RANGES}
+    (copy / "model_card.json").write_text(json.dumps(card))
+    with pytest.raises(ModelCardError, match="registration-jitter moves drawn from"):
+        fit_naming(copy, [], tmp_path / "cache", [], {})
 
 
 def test_application_loads_and_runs_the_trained_ensemble(tiny_ensemble, stripped_t1w, tmp_path):
