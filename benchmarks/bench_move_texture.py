@@ -27,16 +27,12 @@ from scipy import ndimage
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bidsqc.model.geometry import JITTER_RANGES, SPATIAL_RANGES, axis_rotation, grid_move  # noqa: E402
+from bidsqc.model.geometry import JITTER_RANGES, SPATIAL_RANGES, axis_rotation, grid_move, zoom_range  # noqa: E402
 from bidsqc.preprocessing.conform import conform, load_image  # noqa: E402
 from bidsqc.preprocessing.pipeline import DEFAULT_SHAPE, make_grid, to_model_grid  # noqa: E402
 from bidsqc.preprocessing.register import register_affine  # noqa: E402
 from bidsqc.preprocessing.templates import get_template  # noqa: E402
-
-
-def zoom_extremes(ranges):
-    """The smallest and largest zoom ``random_affine`` can draw from ``ranges``."""
-    return (1 - ranges["scale"]) * (1 - ranges["axis_scale"]), (1 + ranges["scale"]) * (1 + ranges["axis_scale"])
+from bench_smoothing import texture_energy  # noqa: E402  (benchmarks/, this script's folder)
 
 
 def moves():
@@ -44,16 +40,15 @@ def moves():
     turn = axis_rotation(2, np.radians(6.0)) @ axis_rotation(0, np.radians(-5.0))
     out = [("rotation + shift", turn, (0.7, -1.3, 0.4))]
     for label, ranges in (("spatial-augment", SPATIAL_RANGES), ("registration-jitter", JITTER_RANGES)):
-        for zoom in zoom_extremes(ranges):
+        for zoom in zoom_range(ranges):
             out.append((f"{label} zoom {zoom:.3f}", np.eye(3) * zoom, (0, 0, 0)))
     return out
 
 
-def texture_energy(volume):
-    """Laplacian RMS of ``volume`` (scaled to its brain mean) inside its eroded brain."""
+def brain_texture(volume):
+    """Laplacian energy of ``volume``, scaled to its brain mean, inside its eroded brain."""
     region = ndimage.binary_erosion(volume > 0.1 * volume.max(), iterations=3)
-    scaled = volume.astype(np.float64) / volume[region].mean()
-    return float(np.sqrt(np.mean(ndimage.laplace(scaled)[region] ** 2)))
+    return texture_energy(volume / volume[region].mean(), region)
 
 
 def main(argv=None):
@@ -76,7 +71,7 @@ def main(argv=None):
         template_to_t1w, _ = register_affine(ras, template)
         def energy(move):
             volume = to_model_grid(ras, template_to_t1w @ move, template, DEFAULT_SHAPE, grid, everywhere)[0]
-            return texture_energy(volume)
+            return brain_texture(volume)
         unmoved = energy(np.eye(4))
         ratios.append([energy(grid_move(m, s, DEFAULT_SHAPE, grid)) / unmoved for _, m, s in compared])
         print(f"  {Path(row['source_file']).parent.name}/{Path(row['source_file']).name}: "

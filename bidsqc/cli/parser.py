@@ -108,8 +108,9 @@ def get_train_parser():
                              "head shape do not read as artifacts")
     parser.add_argument("--registration-jitter", type=float, default=0.0, metavar="P",
                         help="move this share of the training volumes (0-1; the subjects' originals stay) "
-                             "by the same random affine as --spatial-augment, inside their one resampling at "
-                             "registration, so no volume is interpolated twice (built into the cache)")
+                             "inside their one resampling at registration, so no volume is interpolated twice "
+                             "(built into the cache): rotation up to 10 degrees and shift 2 voxels as with "
+                             "--spatial-augment, but zooms of 5 %% at most, since a zoom changes the texture")
     parser.add_argument("--mc-samples", type=int, default=4, help="MC passes stored as the default")
     parser.add_argument("--exclude-artifacts", type=lambda v: [a for a in v.split(",") if a], default=[],
                         metavar="TYPE[,TYPE]",

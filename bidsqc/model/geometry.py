@@ -42,6 +42,11 @@ def random_affine(rng, ranges=SPATIAL_RANGES):
     return matrix @ np.diag(scale), rng.uniform(-1, 1, 3) * ranges["shift_voxels"]
 
 
+def zoom_range(ranges):
+    """The smallest and largest zoom ``random_affine`` can draw from ``ranges``."""
+    return (1 - ranges["scale"]) * (1 - ranges["axis_scale"]), (1 + ranges["scale"]) * (1 + ranges["axis_scale"])
+
+
 def jitter_move(move_seed):
     """(3x3 matrix, shift in voxels) of a training volume's ``--registration-jitter`` move,
     drawn from JITTER_RANGES with the volume's ``move_seed``."""

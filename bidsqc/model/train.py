@@ -419,10 +419,11 @@ def fit_naming(model_dir, scans, cache_dir, jobs, table, seed=0, n_clean_variant
     ensemble = Ensemble.load(model_dir)
     training = ensemble.card.get("training", {})
     jitter = training.get("registration_jitter") or {}
-    if {k: v for k, v in jitter.items() if k != "p"} not in ({}, JITTER_RANGES):
+    ranges = {k: v for k, v in jitter.items() if k != "p"}
+    if ranges not in ({}, JITTER_RANGES):
         raise ModelCardError(f"{Path(model_dir) / CARD_NAME}: trained with --registration-jitter moves drawn from "
-                             f"{ {k: v for k, v in jitter.items() if k != 'p'} }, but this bidsqc draws them from "
-                             f"{JITTER_RANGES}; refit the naming with the bidsqc version that trained it")
+                             f"{ranges}, but this bidsqc draws them from {JITTER_RANGES}; refit the naming with "
+                             "the bidsqc version that trained it")
     rows, _ = build_dataset(scans, cache_dir, ensemble.card["input"]["template"], ensemble.grid_shape,
                             ensemble.grid_affine, ensemble.mask, n_clean_variants=n_clean_variants, seed=seed,
                             nprocs=nprocs, severities=("severe",),

@@ -8,7 +8,7 @@ import pytest
 from scipy import ndimage
 
 from bidsqc.model.geometry import (JITTER_RANGES, SPATIAL_RANGES, axis_rotation, grid_move, jitter_move,
-                                   random_affine, spatial_transform)
+                                   random_affine, spatial_transform, zoom_range)
 from bidsqc.preprocessing.conform import conform, load_image
 from bidsqc.preprocessing.pipeline import DEFAULT_SHAPE, make_grid, to_model_grid
 from bidsqc.preprocessing.register import register_affine
@@ -36,7 +36,7 @@ def on_model_grid(registered, nlin6, matrix=np.eye(3), shift=(0, 0, 0)):
 
 def test_random_affines_stay_in_their_ranges_and_repeat_with_the_seed():
     r = SPATIAL_RANGES
-    low, high = (1 - r["scale"]) * (1 - r["axis_scale"]), (1 + r["scale"]) * (1 + r["axis_scale"])
+    low, high = zoom_range(r)
     rng = np.random.default_rng(5)
     angles, shifts = [], []
     for _ in range(300):
@@ -110,17 +110,14 @@ def test_registration_jitter_zooms_change_the_texture_less_than_mild_noise(regis
     takes away); ``--registration-jitter`` draws zooms small enough that its moved clean
     volumes stay closer to the unmoved ones than mild noise (1.09 times the Laplacian energy,
     benchmarks/bench_smoothing.py), where ``--spatial-augment``'s zooms do not."""
-    def zooms(ranges):
-        return (1 - ranges["scale"]) * (1 - ranges["axis_scale"]), (1 + ranges["scale"]) * (1 + ranges["axis_scale"])
-    unmoved = on_model_grid(registered, nlin6)
-    inner = ndimage.binary_erosion(unmoved > 0.1, iterations=3)
+    def brain_texture(volume):
+        region = ndimage.binary_erosion(volume > 0.1, iterations=3)
+        return laplacian_energy(volume / volume[region].mean(), region)
+    unmoved = brain_texture(on_model_grid(registered, nlin6))
     def energy(zoom):
-        moved = on_model_grid(registered, nlin6, np.eye(3) * zoom)
-        region = ndimage.binary_erosion(moved > 0.1, iterations=3)
-        return laplacian_energy(moved / moved[region].mean(), region) / laplacian_energy(
-            unmoved / unmoved[inner].mean(), inner)
-    jitter_low, jitter_high = zooms(JITTER_RANGES)
-    spatial_low, spatial_high = zooms(SPATIAL_RANGES)
+        return brain_texture(on_model_grid(registered, nlin6, np.eye(3) * zoom)) / unmoved
+    jitter_low, jitter_high = zoom_range(JITTER_RANGES)
+    spatial_low, spatial_high = zoom_range(SPATIAL_RANGES)
     assert 1.0 < energy(jitter_low) < 1.09 and 0.91 < energy(jitter_high) < 1.0
     assert energy(spatial_low) > 1.09 and energy(spatial_high) < 0.91
     for seed in range(50):  # the moves drawn stay within those zooms
