@@ -1,9 +1,8 @@
 """``bidsqc --demo``: builds a dataset from nilearn's template and rates it with the shipped
 ensemble. Every corrupted scan is flagged for review (not `pass`) and the missing-coverage
-scan fails; clean scans never fail. Measured with bidsqc-d94b543bc55d: p_bad 0.72 motion
-(`uncertain`: below the band 0.768-0.919, but its fold models fall on both sides of the
-threshold 0.86) and 0.94 ghosting (`uncertain`: above the band, fold models split), 1.00
-missing coverage (`fail`), 0.13 and 0.28 clean (`pass`)."""
+scan fails; clean scans never fail. Measured with bidsqc-418fc49cb11f: p_bad 0.88 motion
+(`uncertain`: inside the band 0.813-0.938 around the threshold 0.89) and 0.88
+ghosting (`uncertain`), 0.98 missing coverage (`fail`), 0.03 and 0.10 clean (`pass`)."""
 
 from bidsqc.cli.run import main
 from bidsqc.outputs import read_tsv
