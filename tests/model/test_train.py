@@ -1,10 +1,13 @@
 """A tiny real training run (2 folds, 2 epochs, 5 mm grid) whose ensemble the application
-loads and runs; model cards that do not match their models fail to load clearly."""
+loads and runs; model cards that do not match their models fail to load clearly; the shipped
+card records the options of the documented training command."""
 
 import io
 import json
+import shlex
 import shutil
 import zipfile
+from pathlib import Path
 
 import h5py
 import nibabel as nib
@@ -12,11 +15,12 @@ import numpy as np
 import pytest
 
 from bidsqc.artifacts import ARTIFACTS
+from bidsqc.cli.parser import get_train_parser
 from bidsqc.detectors import DETECTORS, FEATURES
 from bidsqc.model.card import ModelCardError, read_card
 from bidsqc.model.dataset import _job_key, add_moves, assign_keys, build_dataset, plan_variants
-from bidsqc.model.ensemble import Ensemble, band_half_width_logit, uncertain_band
-from bidsqc.model.geometry import SPATIAL_RANGES, jitter_move, spatial_transform
+from bidsqc.model.ensemble import DEFAULT_MODEL_DIR, Ensemble, band_half_width_logit, uncertain_band
+from bidsqc.model.geometry import JITTER_RANGES, SPATIAL_RANGES, jitter_move, spatial_transform
 from bidsqc.model.train import (SPATIAL_P, add_detectors, augment, brain_distance, choose_threshold,
                                 fit_naming, moved_backgrounds, read_labels, scalp_layers, train_ensemble)
 from bidsqc.preprocessing.pipeline import PRESMOOTH_FWHM_MM
@@ -399,3 +403,23 @@ def test_train_cli_rejects_a_registration_jitter_outside_0_to_1(tmp_path, capsys
     labels.write_text("source_file\trating\n")
     assert main(["--labels", str(labels), "--out", str(tmp_path / "out"), "--registration-jitter", "1.5"]) == 2
     assert "--registration-jitter must be between 0 and 1" in capsys.readouterr().err
+
+
+def test_the_shipped_card_was_trained_by_the_documented_command():
+    """scripts/train_shipped_ensemble.sh is the one command that reproduces the shipped
+    ensemble: the options it passes are those the shipped card records, and the card's
+    registration moves are this version's JITTER_RANGES, so a naming refit (--detectors-only)
+    rebuilds the volumes the ensemble was trained on."""
+    script = (Path(__file__).resolve().parents[2] / "scripts" / "train_shipped_ensemble.sh").read_text()
+    command = script[script.rindex("python -m bidsqc.cli.train"):].replace("\\\n", " ").split("\n")[0]
+    words = [w for w in shlex.split(command)[3:] if w != "$@"]
+    args = get_train_parser().parse_args(words)
+    card = json.loads((DEFAULT_MODEL_DIR / "model_card.json").read_text())
+    training, architecture = card["training"], card["architecture"]
+    assert (training["folds"], training["epochs"], training["batch_size"]) == (args.folds, args.epochs, args.batch_size)
+    assert training["learning_rate"] == args.learning_rate and training["mixup_alpha"] == args.mixup_alpha
+    assert training["seed"] == args.seed and training["n_clean_variants"] == args.clean_variants
+    assert training["exclude_mild"] == args.exclude_mild
+    assert (architecture["dropout"], architecture["dense_dropout"]) == (args.dropout, args.dense_dropout)
+    assert card["mc_samples"] == args.mc_samples
+    assert training["registration_jitter"] == {"p": args.registration_jitter, **JITTER_RANGES}
