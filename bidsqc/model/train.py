@@ -428,7 +428,7 @@ def fit_naming(model_dir, scans, cache_dir, jobs, table, seed=0, n_clean_variant
                             ensemble.grid_affine, ensemble.mask, n_clean_variants=n_clean_variants, seed=seed,
                             nprocs=nprocs, severities=("severe",),
                             raw_scan_variation=bool(training.get("raw_scan_variation", False)),
-                            move_p=(training.get("registration_jitter") or {}).get("p", 0.0))
+                            move_p=jitter.get("p", 0.0))
     native = {(j["subject"], j["variant"]): j["key"] for j in jobs if j["artifact"] in ARTIFACTS}
     rows = [r for r in rows if r["artifact"] in ARTIFACTS and native.get((r["subject"], r["variant"])) in table]
     volumes = load_volumes(cache_dir, rows)
