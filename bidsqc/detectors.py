@@ -1,7 +1,7 @@
 """Native-space scores: detectors for the artifacts the model's grid cannot see, and the
 scores that name an artifact.
 
-The network rates a 2.5 mm template-space volume inside a dilated brain mask. Four artifacts
+The network rates a 2.5 mm template-space volume inside a dilated brain mask. Five artifacts
 leave most of their evidence where that input does not look:
 
 - ``spike``: a k-space spike is one bright point in k-space, so its herringbone is a plane
@@ -14,6 +14,8 @@ leave most of their evidence where that input does not look:
   much like a smooth brain.
 - ``bad_slices``: a slab of a few slices dropped in intensity or out of order is a few
   millimetres thick, about one voxel of the 2.5 mm grid.
+- ``noise``: white noise is averaged away by the resampling to 2.5 mm (a 1 mm scan's noise
+  falls about four times), where a grainy brain looks much like a clean one.
 
 So they are measured on the image as acquired (its own voxel grid, before any resampling):
 
@@ -28,6 +30,10 @@ So they are measured on the image as acquired (its own voxel grid, before any re
   scores a little (0.13-0.14 at 1.2 mm), so its clean calibration volumes include such scans.
 - ``slice_score``: the largest break between neighbouring slices, relative to its running
   median (natural log).
+- ``noise_score``: the noise level relative to the intensity in the most uniform parts of
+  the head (6-voxel cubes inside it; the 10th percentile over them of the robust
+  neighbour-difference noise over the cube's mean), so that skull, scalp and tissue edges,
+  which raise other cubes, barely move it.
 
 Each detector score is turned into a decision by a threshold calibrated on training
 volumes (``calibrate``; stored in the model card), never by a hand-set value.
@@ -43,9 +49,9 @@ import numpy as np
 from scipy import fft, ndimage
 
 #: detectors whose calibrated score can raise p_bad (named after the artifact they detect)
-DETECTORS = ("spike", "ghosting", "thick_slices", "bad_slices")
+DETECTORS = ("spike", "ghosting", "thick_slices", "bad_slices", "noise")
 #: every native-space score, in the order the artifact naming uses them
-FEATURES = ("spike", "ghosting", "thick_slices", "truncation", "bias", "background", "bad_slices")
+FEATURES = ("spike", "ghosting", "thick_slices", "truncation", "bias", "background", "bad_slices", "noise")
 #: k-space radius (cycles per voxel) inside which the image's own low frequencies dominate
 SPIKE_MIN_RADIUS = 0.02
 #: (outer, inner) half-widths of the shell whose median is a candidate's surroundings
@@ -74,12 +80,21 @@ BIAS_BLOCK_MM = 12.0
 #: least head area (fraction of the largest) of a slice pair that counts
 SLICE_WINDOW_MM = 10.0
 SLICE_MIN_AREA = 0.25
+#: noise_score: the cube edge (voxels), the quantile over the cubes inside the head, and the
+#: fewest such cubes a head must have to be scored
+NOISE_BLOCK = 6
+NOISE_QUANTILE = 0.1
+NOISE_MIN_BLOCKS = 20
+#: the median absolute deviation of a normal variable over its standard deviation
+MAD_TO_SD = 0.6745
 
 
 def _as_volume(data):
     data = np.asarray(data, dtype=np.float32)
     if data.ndim != 3 or min(data.shape) < 8:
         raise ValueError(f"the detectors need a 3D volume of at least 8 voxels per axis, got shape {data.shape}")
+    if np.isfinite(data).all():  # the usual case: no copy (nan_to_num copies, slowly for a Fortran-ordered NIfTI)
+        return data
     return np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
 
 
@@ -269,6 +284,39 @@ def slice_score(data, zooms=(1.0, 1.0, 1.0), head=None):
     return round(best, 4)
 
 
+def noise_score(data, zooms=(1.0, 1.0, 1.0), head=None):
+    """Noise in the most even parts of the head, relative to their intensity: the head is cut
+    into NOISE_BLOCK-voxel cubes; in each cube wholly inside the head, the median absolute
+    difference of neighbouring voxels (over MAD_TO_SD and sqrt 2, as for white noise; the
+    smallest over the three axes) over the cube's mean; then the NOISE_QUANTILE of that over
+    the cubes, which falls in the most uniform tissue (white matter), where anatomy adds
+    least. Skull, scalp and edges only raise cubes above that quantile. ``head``: as
+    thick_score; ``zooms`` unused (noise is per voxel)."""
+    data = np.maximum(_as_volume(data), 0)
+    head = _foreground(data) if head is None else head
+    if head is None:
+        return 0.0
+    b = NOISE_BLOCK
+    counts = [n // b for n in data.shape]
+    crop = tuple(slice(0, c * b) for c in counts)
+
+    def cubes(volume):
+        v = volume[crop].reshape(counts[0], b, counts[1], b, counts[2], b)
+        return v.transpose(0, 2, 4, 1, 3, 5).reshape(-1, b, b, b)
+
+    inside = cubes(head).all(axis=(1, 2, 3))
+    if inside.sum() < NOISE_MIN_BLOCKS:
+        return 0.0
+    values = cubes(data)[inside]
+    level = values.mean(axis=(1, 2, 3))
+    sigma = np.min([np.median(np.abs(np.diff(values, axis=axis)).reshape(len(values), -1), axis=1)
+                    for axis in (1, 2, 3)], axis=0) / (MAD_TO_SD * np.sqrt(2))
+    ratio = sigma[level > 0] / level[level > 0]
+    if ratio.size < NOISE_MIN_BLOCKS:
+        return 0.0
+    return round(float(np.quantile(ratio, NOISE_QUANTILE)), 4)
+
+
 def truncation_score(data, magnitude=None):
     """Sharpest knee of the power spectrum along any axis (power summed over the other two,
     natural log): the largest fall across a few frequency bins in excess of the fall on
@@ -347,7 +395,7 @@ def scores(data, zooms=(1.0, 1.0, 1.0), only=None):
         del magnitude
     if {"ghosting", "background"} & set(wanted):
         out["ghosting"], out["background"] = _background_scores(data, zooms)
-    by_head = {"thick_slices": thick_score, "bias": bias_score, "bad_slices": slice_score}
+    by_head = {"thick_slices": thick_score, "bias": bias_score, "bad_slices": slice_score, "noise": noise_score}
     if set(by_head) & set(wanted):
         positive = np.maximum(data, 0)
         head = _foreground(positive)  # one head mask for the three scores that use it

@@ -111,6 +111,7 @@ def qc_row(record, artifacts):
         "ghost_score": _fmt(scores.get("ghosting")),
         "thick_score": _fmt(scores.get("thick_slices")),
         "slice_score": _fmt(scores.get("bad_slices")),
+        "noise_score": _fmt(scores.get("noise")),
     })
     row.update({
         "reg_quality": _fmt(record.get("reg_quality")),

@@ -9,9 +9,10 @@
 # Extra bidsqc-train options are passed on and override the ones below (e.g. --registration-jitter 0
 # --epochs 25); BIDSQC_OUT sets the output folder.
 # The training-set cache (build/cache) and per-epoch checkpoints make a rerun resume.
-# The training ends by calibrating the native-space spike and ghosting detectors on the same
-# training scans and fitting the artifact naming (build/cache/detectors.tsv); both are in the
-# time above. To refit them alone on an existing ensemble:
+# The training ends by calibrating the native-space detectors (spike, ghosting, thick slices,
+# bad slices, noise) on the same training scans and fitting the artifact naming
+# (build/cache/detectors.tsv); both are in the time above (measured with four detectors; the
+# noise score adds little). To refit them alone on an existing ensemble:
 #   python -m bidsqc.cli.train --labels build/split/train.tsv --out bidsqc/data/ensemble \
 #       --cache build/cache --detectors-only --seed 0 --clean-variants 2  # moves as in the card
 set -euo pipefail

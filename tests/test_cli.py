@@ -72,7 +72,7 @@ def test_participant_level_rows_columns_and_error_row(participant_run):
         assert float(row["reg_quality"]) > 0.3
         # the shipped card carries the native-space detectors: every rated scan has their scores
         assert float(row["spike_score"]) > 0 and float(row["ghost_score"]) >= 0 and row["thick_score"] != "n/a"
-        assert row["slice_score"] != "n/a"
+        assert row["slice_score"] != "n/a" and row["noise_score"] != "n/a"
         assert float(row["p_bad"]) >= float(row["p_bad_network"]) and row["likely_artifact"] != "n/a"
     assert rows[1]["voxel_size_mm"] == "2x2x2"
     error = read_tsv(out / "sub-04" / "sub-04_desc-qc_T1w.tsv")

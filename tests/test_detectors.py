@@ -10,7 +10,8 @@ import pytest
 from bidsqc.artifacts.simulators import (bad_slices, bias, ghosting, gibbs, missing_coverage, motion, noise, spike,
                                          thick_slices)
 from bidsqc.detectors import (FEATURES, apply, background_score, bias_score, calibrate, combine, ghost_score,
-                              probability, scores, slice_score, spike_score, thick_score, truncation_score)
+                              noise_score, probability, scores, slice_score, spike_score, thick_score,
+                              truncation_score)
 from bidsqc.model.ensemble import QCResult
 
 
@@ -100,9 +101,41 @@ def test_bias_and_background_scores(stripped, raw_head):
     assert every["ghosting"] == ghost_score(data, zooms) and every["spike"] == spike_score(data)
 
 
+def test_noise_score_measures_the_noise_in_even_tissue_not_edges_skull_or_a_smooth_field(stripped, raw_head):
+    # a uniform ball with white noise of a known level: the score is that level
+    grid = np.indices((64, 64, 64)) - 31.5
+    ball = (np.sqrt((grid ** 2).sum(axis=0)) < 24).astype(np.float32) * 100
+    noisy = ball + np.random.default_rng(0).normal(0, 5, ball.shape).astype(np.float32) * (ball > 0)
+    assert abs(noise_score(noisy) - 0.05) < 0.01, noise_score(noisy)
+    assert noise_score(ball) == 0.0
+    for data, zooms in (stripped, raw_head):
+        clean = noise_score(data, zooms)
+        # the raw head's skull and scalp do not lift it out of the range of clean stripped scans
+        assert 0.003 < clean < 0.04, clean
+        assert noise_score(data, zooms) == clean
+        mild, severe = (noise_score(noise(data, sigma=s, seed=3), zooms) for s in (0.1, 0.2))
+        assert clean + 0.02 < mild < severe - 0.02, (clean, mild, severe)
+        field = [0.0] * 20
+        field[1], field[4], field[10] = 0.6, -0.5, 0.4
+        # a smooth field or slices thickened onto the grid add no voxel-to-voxel noise
+        assert noise_score(bias(data, field), zooms) < clean * 1.2 + 0.002
+        assert noise_score(thick_slices(data, zooms, axis=2, thickness_mm=5.0), zooms) <= clean
+    assert scores(stripped[0], stripped[1], only=["noise"]) == {"noise": noise_score(*stripped)}
+
+
 def test_detectors_reject_a_non_3d_input():
     with pytest.raises(ValueError, match="3D volume"):
         spike_score(np.ones((10, 10), np.float32))
+
+
+def test_non_finite_voxels_count_as_zero(stripped):
+    data, zooms = stripped
+    broken = np.asfortranarray(data.copy())  # as nibabel reads a NIfTI
+    broken[::17, ::13, ::11] = np.nan
+    broken[1, 1, 1], broken[2, 2, 2] = np.inf, -np.inf
+    zeroed = np.where(np.isfinite(broken), broken, 0).astype(np.float32)
+    assert scores(broken, zooms) == scores(zeroed, zooms)
+    assert np.isnan(broken[0, 0, 0])  # the caller's array is left as it was
 
 
 def test_calibration_sits_between_clean_and_artifact_scores():
