@@ -117,9 +117,9 @@ def get_train_parser():
                         help="artifact types the network does not train on (their simulated volumes are "
                              "cached but left out), e.g. spike,ghosting, which native-space detectors cover")
     parser.add_argument("--detectors-only", action="store_true",
-                        help="do not train: calibrate the native-space spike and ghosting detectors and fit "
-                             "the artifact naming on the given scans, and store both in the model card of the "
-                             "ensemble at --out")
+                        help="do not train: calibrate the native-space detectors (spike, ghosting, thick "
+                             "slices, bad slices, noise) and fit the artifact naming on the given scans, and "
+                             "store both in the model card of the ensemble at --out")
     parser.add_argument("--no-detectors", action="store_true",
                         help="do not calibrate the native-space detectors or fit the artifact naming after "
                              "training")
