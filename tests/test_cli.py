@@ -13,6 +13,7 @@ import nibabel as nib
 import pytest
 
 from bidsqc.cli.run import main
+from bidsqc.detectors import DETECTORS
 from bidsqc.model.ensemble import DEFAULT_MODEL_DIR
 from bidsqc.outputs import FIRST_COLUMNS, LAST_COLUMNS, read_tsv
 
@@ -74,6 +75,9 @@ def test_participant_level_rows_columns_and_error_row(participant_run):
         assert float(row["spike_score"]) > 0 and float(row["ghost_score"]) >= 0 and row["thick_score"] != "n/a"
         assert row["slice_score"] != "n/a" and row["noise_score"] != "n/a"
         assert float(row["p_bad"]) >= float(row["p_bad_network"]) and row["likely_artifact"] != "n/a"
+    # the shipped card calibrates every detector of this version (a card refit before one was added would not)
+    card = json.loads((DEFAULT_MODEL_DIR / "model_card.json").read_text())
+    assert {n for n in card["detectors"] if isinstance(card["detectors"][n], dict)} == set(DETECTORS)
     assert rows[1]["voxel_size_mm"] == "2x2x2"
     error = read_tsv(out / "sub-04" / "sub-04_desc-qc_T1w.tsv")
     assert len(error) == 1 and error[0]["qc"] == "error"
