@@ -152,6 +152,15 @@ def _foreground(data):
     return ndimage.binary_opening(data > GHOST_FOREGROUND * high, iterations=1)
 
 
+def _blocks(volume, size):
+    """``volume`` cut into blocks of ``size`` voxels per axis (what is left over at the far
+    end of each axis is dropped): (blocks along x, y, z, size x, size y, size z), a view
+    where it can be."""
+    counts = [n // s for n, s in zip(volume.shape, size)]
+    cropped = volume[tuple(slice(0, c * s) for c, s in zip(counts, size))]
+    return cropped.reshape(counts[0], size[0], counts[1], size[1], counts[2], size[2]).transpose(0, 2, 4, 1, 3, 5)
+
+
 def _pair_slices(axis):
     """(later, earlier) slicers of every pair of neighbouring slices along ``axis``."""
     lead = [slice(None)] * 3
@@ -296,18 +305,11 @@ def noise_score(data, zooms=(1.0, 1.0, 1.0), head=None):
     head = _foreground(data) if head is None else head
     if head is None:
         return 0.0
-    b = NOISE_BLOCK
-    counts = [n // b for n in data.shape]
-    crop = tuple(slice(0, c * b) for c in counts)
-
-    def cubes(volume):
-        v = volume[crop].reshape(counts[0], b, counts[1], b, counts[2], b)
-        return v.transpose(0, 2, 4, 1, 3, 5).reshape(-1, b, b, b)
-
-    inside = cubes(head).all(axis=(1, 2, 3))
+    size = (NOISE_BLOCK,) * 3
+    inside = _blocks(head, size).all(axis=(3, 4, 5))
     if inside.sum() < NOISE_MIN_BLOCKS:
         return 0.0
-    values = cubes(data)[inside]
+    values = _blocks(data, size)[inside]  # (cubes, 6, 6, 6)
     level = values.mean(axis=(1, 2, 3))
     sigma = np.min([np.median(np.abs(np.diff(values, axis=axis)).reshape(len(values), -1), axis=1)
                     for axis in (1, 2, 3)], axis=0) / (MAD_TO_SD * np.sqrt(2))
@@ -356,11 +358,9 @@ def bias_score(data, zooms=(1.0, 1.0, 1.0), head=None):
     counts = [n // b for n, b in zip(data.shape, size)]
     if min(counts) < 3:
         return 0.0
-    crop = tuple(slice(0, c * b) for c, b in zip(counts, size))
 
     def blocks(volume):
-        v = volume[crop].reshape(counts[0], size[0], counts[1], size[1], counts[2], size[2])
-        return v.transpose(0, 2, 4, 1, 3, 5).reshape(counts[0], counts[1], counts[2], -1)
+        return _blocks(volume, size).reshape(counts[0], counts[1], counts[2], -1)
 
     inside = blocks(head).mean(axis=-1)
     values = blocks(np.where(head, data, 0))
