@@ -208,3 +208,7 @@ def test_a_cache_from_an_older_version_gets_only_its_missing_scores(stripped_t1w
     assert header.split("\t") == ["key"] + list(FEATURES) and row.startswith("scan\t9.99\t0.5\t")
     # a second call scores nothing again
     assert detector_table([job], tmp_path, nprocs=1) == table
+    # a cache folder that does not exist yet (bidsqc-train --detectors-only on a fresh cache) is made
+    fresh_cache = tmp_path / "new" / "cache"
+    assert detector_table([job], fresh_cache, nprocs=1)["scan"]["thick_slices"] == fresh["thick_slices"]
+    assert (fresh_cache / "detectors.tsv").is_file()

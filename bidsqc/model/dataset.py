@@ -162,6 +162,7 @@ def detector_table(jobs, cache_dir, nprocs=2):
     from ..detectors import FEATURES
 
     path = Path(cache_dir) / "detectors.tsv"
+    path.parent.mkdir(parents=True, exist_ok=True)  # --detectors-only may be the first use of a cache
     table = {}
     if path.exists():
         with open(path, newline="") as handle:
