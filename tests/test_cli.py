@@ -120,12 +120,44 @@ def test_rerun_skips_finished_scans_unless_forced(participant_run, capsys):
     record = out / "sub-01" / "anat" / "sub-01_desc-qc_T1w.json"
     stamp = record.stat().st_mtime_ns
     assert main([str(bids), str(out), "participant", "--participant-label", "sub-01", "--nprocs", "1",
-                 "--template", "MNI152NLin6Asym", "-v"]) == 0
+                 "--template", "MNI152NLin6Asym", "--mc-samples", "2", "-v"]) == 0
     assert record.stat().st_mtime_ns == stamp
     assert "already rated" in capsys.readouterr().err
+    # another threshold is another rating: the scan is rated again without --force
+    assert main([str(bids), str(out), "participant", "--participant-label", "sub-01", "--nprocs", "1",
+                 "--template", "MNI152NLin6Asym", "--mc-samples", "1", "--threshold", "0.5", "-v"]) == 0
+    assert record.stat().st_mtime_ns != stamp
+    assert "rated again" in capsys.readouterr().err
+    assert json.loads(record.read_text())["threshold"] == 0.5
+    stamp = record.stat().st_mtime_ns
     assert main([str(bids), str(out), "participant", "--participant_label", "01", "--nprocs", "1",
                  "--template", "MNI152NLin6Asym", "--mc-samples", "1", "--force"]) == 0
     assert record.stat().st_mtime_ns != stamp
+
+
+def test_a_recalibrated_card_or_another_version_changes_the_rating_checksum():
+    """bidsqc-train --detectors-only rewrites the card's detectors and naming but not the
+    fold models: a scan rated before must be rated again, as after a bidsqc upgrade."""
+    import copy
+
+    from bidsqc.model.card import rating_checksum, read_card
+    from bidsqc.model.ensemble import DEFAULT_MODEL_DIR
+
+    card = read_card(DEFAULT_MODEL_DIR)
+    settings = {"template": None, "mc_samples": None, "threshold": None}
+    key = rating_checksum("networks", card, settings, "1.0")
+    assert rating_checksum("networks", copy.deepcopy(card), dict(settings), "1.0") == key
+    recalibrated = copy.deepcopy(card)
+    recalibrated["detectors"]["spike"]["threshold"] += 0.1
+    renamed = copy.deepcopy(card)
+    renamed["naming"]["intercept"][0] += 0.1
+    benchmarked = dict(card, benchmark={})  # the card's figures do not change a rating
+    assert len({key, rating_checksum("networks", recalibrated, settings, "1.0"),
+                rating_checksum("networks", renamed, settings, "1.0"),
+                rating_checksum("networks", card, settings, "1.1"),
+                rating_checksum("other networks", card, settings, "1.0"),
+                rating_checksum("networks", card, dict(settings, mc_samples=2), "1.0")}) == 6
+    assert rating_checksum("networks", benchmarked, settings, "1.0") == key
 
 
 @pytest.mark.parametrize("case", ["missing", "not_bids", "inside", "participant", "no_t1w"])

@@ -124,7 +124,7 @@ def plugin_settings(args):
 
 
 def run_participant(args):
-    from ..model.card import ModelCardError, ensemble_checksum, read_card
+    from ..model.card import ModelCardError, ensemble_checksum, rating_checksum, read_card
     from ..model.dataset import file_checksum
     from ..model.ensemble import DEFAULT_MODEL_DIR
     from ..outputs import derivative_paths, write_dataset_description, write_subject_table
@@ -146,8 +146,11 @@ def run_participant(args):
     res_label = f"{spacing:g}".replace(".", "p")
     settings = {"template": args.template, "mc_samples": args.mc_samples, "threshold": args.threshold,
                 "plugin": plugin, "nprocs": plugin_args.get("n_procs"), "omp_nthreads": omp}
-    provenance = {"model_id": card["model_id"], "model_checksum": checksum, "model_dir": str(model_dir),
-                  "template": args.template, "res_label": res_label, "settings": settings}
+    rating = rating_checksum(checksum, card, {k: settings[k] for k in ("template", "mc_samples", "threshold")},
+                             __version__)
+    provenance = {"model_id": card["model_id"], "model_checksum": checksum, "rating_checksum": rating,
+                  "model_dir": str(model_dir), "template": args.template, "res_label": res_label,
+                  "settings": settings}
 
     todo = []
     for scan in scans:
@@ -159,11 +162,13 @@ def run_participant(args):
                 old = json.loads(qc_json.read_text())
             except (OSError, json.JSONDecodeError):
                 old = {}
-            if old.get("input_sha256") == scan["input_sha256"] and old.get("model_id") == card["model_id"] \
-                    and old.get("qc") != "error":
-                LOGGER.info("%s: already rated with model %s (use --force to redo)", scan["source_file"],
-                            card["model_id"])
-                continue
+            if old.get("input_sha256") == scan["input_sha256"] and old.get("qc") != "error":
+                if (old.get("provenance") or {}).get("rating_checksum") == rating:
+                    LOGGER.info("%s: already rated with model %s and these settings (use --force to redo)",
+                                scan["source_file"], card["model_id"])
+                    continue
+                LOGGER.info("%s: rated again: its rating was made with another model card, bidsqc version "
+                            "or settings", scan["source_file"])
         todo.append(scan)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_dataset_description(output_dir, card["model_id"], bids_dir)

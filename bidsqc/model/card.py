@@ -64,3 +64,18 @@ def ensemble_checksum(model_dir, card):
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
+
+
+#: the sections of a model card a scan's rating depends on besides the fold models
+RATING_SECTIONS = ("artifacts", "decision", "mc_samples", "detectors", "naming")
+
+
+def rating_checksum(network_checksum, card, settings, version):
+    """sha256 of all a scan's rating depends on besides the scan: the fold models and input
+    (``ensemble_checksum``), the card's decision, detectors and artifact naming (which
+    ``bidsqc-train --detectors-only`` rewrites without touching the models), the bidsqc
+    ``version`` (its native-space scores) and the rating ``settings`` (template, MC samples,
+    threshold). A scan rated under another one is rated again."""
+    payload = {"networks": network_checksum, "card": {k: card.get(k) for k in RATING_SECTIONS},
+               "settings": settings, "bidsqc": version}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
