@@ -7,6 +7,8 @@ Writes ``train.tsv`` (source_file, subject, rating) for ``bidsqc-train --labels`
 - ``raw_stripped``: clean skull-stripped scans in raw/,
 - ``questionable``: scans the manifest calls questionable, 2D or not 3D T1w (never "good").
 IXI heads (2 mm) stay in training so that some skull is seen with artifacts.
+``--extra-raw-head FILE`` adds clean raw heads from outside ../shared/data to ``raw_head``
+(benchmarks/fetch_extra_raw.sh fetches one: Colin27, from Debian's mricron-data).
 
     python benchmarks/make_split.py ../shared/data build/split --holdout-fraction 0.2 --seed 0
 """
@@ -72,8 +74,15 @@ def main():
     parser.add_argument("out_dir")
     parser.add_argument("--holdout-fraction", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--extra-raw-head", type=Path, action="append", default=[], metavar="FILE",
+                        help="a clean raw head (T1w NIfTI) from elsewhere, rated with the raw_head group")
     args = parser.parse_args()
     train, holdout = split(args.data_dir, args.holdout_fraction, args.seed)
+    for path in args.extra_raw_head:
+        if not path.is_file():
+            parser.error(f"--extra-raw-head {path}: no such file")
+        holdout.append({"source_file": str(path.resolve()), "subject": f"extra-{path.name.split('.')[0]}",
+                        "group": "raw_head"})
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_tsv(out / "train.tsv", train)

@@ -21,7 +21,9 @@ So they are measured on the image as acquired (its own voxel grid, before any re
 
 - ``spike_score``: the prominence of the strongest isolated peak in the magnitude spectrum,
   in natural-log units above the median of its surroundings (the voxels 3-4 away
-  from it). A clean image's spectrum is smooth away from its centre and its axes.
+  from it). A clean image's spectrum is smooth away from its centre and its axes. The
+  spectrum is of the volume tapered at the edges of its field of view, so that a head cut
+  by the field of view (raw heads end in the neck) does not leak peaks along the axes.
 - ``ghost_score``: the largest correlation, over shifts along each axis of at least an
   eighth of the field of view, between the background (outside the dilated head) and the
   shifted image. A clean background is noise or zero and matches no shifted copy of the head.
@@ -52,6 +54,12 @@ from scipy import fft, ndimage
 DETECTORS = ("spike", "ghosting", "thick_slices", "bad_slices", "noise")
 #: every native-space score, in the order the artifact naming uses them
 FEATURES = ("spike", "ghosting", "thick_slices", "truncation", "bias", "background", "bad_slices", "noise")
+#: fraction of each axis over which the volume is tapered to 0 (half at each end) before
+#: its spectrum is taken (spike and truncation scores)
+SPECTRUM_TAPER = 0.2
+#: versions of the scores whose definition changed since they were first cached; a cache
+#: (detectors.tsv) stores a score under ``feature_column(name)``, so an older one is recomputed
+FEATURE_VERSIONS = {"spike": 2, "truncation": 2}
 #: k-space radius (cycles per voxel) inside which the image's own low frequencies dominate
 SPIKE_MIN_RADIUS = 0.02
 #: (outer, inner) half-widths of the shell whose median is a candidate's surroundings
@@ -89,6 +97,13 @@ NOISE_MIN_BLOCKS = 20
 MAD_TO_SD = 0.6745
 
 
+def feature_column(name):
+    """The column a cached score is stored under: its name, with ``_v<version>`` from its
+    second definition on (FEATURE_VERSIONS)."""
+    version = FEATURE_VERSIONS.get(name, 1)
+    return name if version == 1 else f"{name}_v{version}"
+
+
 def _as_volume(data):
     data = np.asarray(data, dtype=np.float32)
     if data.ndim != 3 or min(data.shape) < 8:
@@ -98,9 +113,27 @@ def _as_volume(data):
     return np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
 
 
+def _taper(n):
+    """(n,) float32 Tukey window, flat but for a cosine fall over SPECTRUM_TAPER / 2 of each end."""
+    edge = int(np.floor(SPECTRUM_TAPER * (n - 1) / 2))
+    window = np.ones(n, np.float32)
+    if edge > 0:
+        ramp = 0.5 * (1 - np.cos(np.pi * np.arange(edge) / edge))
+        window[:edge] = ramp
+        window[n - edge:] = ramp[::-1]
+    return window
+
+
 def _magnitude_spectrum(data):
-    """|FFT| of the mean-removed volume, centred (fftshift), float32."""
-    return np.abs(fft.fftshift(fft.fftn(data - data.mean(), workers=-1))).astype(np.float32)
+    """|FFT| of the mean-removed volume tapered at the edges of the field of view (_taper
+    along each axis), centred (fftshift), float32. A field of view that ends inside the head
+    (the neck of every raw head) is a cut in the periodic image the FFT sees, whose spectrum
+    spreads along the axis lines near a strong frequency of the cut cross-section, as peaks
+    a spike detector would take for spikes; the taper takes the cut away."""
+    tapered = data - data.mean()
+    for axis, n in enumerate(data.shape):
+        tapered *= _taper(n).reshape([-1 if a == axis else 1 for a in range(3)])
+    return np.abs(fft.fftshift(fft.fftn(tapered, workers=-1))).astype(np.float32)
 
 
 def spike_score(data, magnitude=None):

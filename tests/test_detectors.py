@@ -27,6 +27,21 @@ def raw_head(shared_data):
     return np.asarray(img.dataobj, np.float32), img.header.get_zooms()[:3]
 
 
+def test_a_field_of_view_that_cuts_the_head_is_no_spike(stripped):
+    """A raw head ends where its field of view does (the neck): the volume cut 15 % into the
+    head along any axis scores as the whole does, and a spike in it still stands out."""
+    data, _ = stripped
+    head = np.argwhere(data > 0.1 * np.percentile(data, 99))
+    low, high = head.min(axis=0), head.max(axis=0)
+    whole = spike_score(data)
+    for axis in range(3):
+        cut = np.ascontiguousarray(np.take(data, np.arange(int(low[axis] + 0.15 * (high[axis] - low[axis])),
+                                                           data.shape[axis]), axis=axis))
+        clean = spike_score(cut)
+        assert abs(clean - whole) < 0.2, (axis, whole, clean)
+        assert spike_score(spike(cut, positions=[[0.11, -0.07, 0.2]], intensity=0.15)) > clean + 1.5
+
+
 def test_spike_score_rises_with_a_kspace_spike_and_is_deterministic(stripped, raw_head):
     for data, _ in (stripped, raw_head):
         clean = spike_score(data)
@@ -191,7 +206,8 @@ def test_combining_raises_p_bad_only_where_a_detector_fires():
 
 def test_a_cache_from_an_older_version_gets_only_its_missing_scores(stripped_t1w, stripped, tmp_path):
     """detectors.tsv written before some scores existed: the scores it holds are kept (here a
-    marker value no detector gives) and only the missing ones are computed."""
+    marker value no detector gives) and only the missing ones are computed. A score cached
+    under an older definition (the spike score before its taper) is computed again."""
     from bidsqc.model.dataset import detector_table
 
     (tmp_path / "detectors.tsv").write_text("key\tspike\tghosting\nscan\t9.99\t0.5\n")
@@ -199,13 +215,16 @@ def test_a_cache_from_an_older_version_gets_only_its_missing_scores(stripped_t1w
            "artifact": "none", "severity": "none", "label": 0.0, "seed": None}
     table = detector_table([job], tmp_path, nprocs=1)
     data, zooms = stripped
-    assert table["scan"]["spike"] == 9.99 and table["scan"]["ghosting"] == 0.5
-    fresh = scores(data, zooms, only=["thick_slices", "bias"])
-    assert list(fresh) == ["thick_slices", "bias"]
+    assert table["scan"]["ghosting"] == 0.5
+    fresh = scores(data, zooms, only=["spike", "thick_slices", "bias"])
+    assert list(fresh) == ["spike", "thick_slices", "bias"]
+    assert table["scan"]["spike"] == fresh["spike"] != 9.99
     assert table["scan"]["thick_slices"] == fresh["thick_slices"] and table["scan"]["bias"] == fresh["bias"]
     assert set(table["scan"]) == set(FEATURES)
     header, row = (tmp_path / "detectors.tsv").read_text().splitlines()
-    assert header.split("\t") == ["key"] + list(FEATURES) and row.startswith("scan\t9.99\t0.5\t")
+    columns = ["spike_v2" if f == "spike" else "truncation_v2" if f == "truncation" else f for f in FEATURES]
+    assert header.split("\t") == ["key"] + columns
+    assert row.startswith("scan\t%s\t0.5\t" % fresh["spike"])
     # a second call scores nothing again
     assert detector_table([job], tmp_path, nprocs=1) == table
     # a cache folder that does not exist yet (bidsqc-train --detectors-only on a fresh cache) is made

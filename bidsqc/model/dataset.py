@@ -158,16 +158,18 @@ def detector_table(jobs, cache_dir, nprocs=2):
     """Native-space scores (bidsqc.detectors.FEATURES) of jobs or manifest rows (each with a
     ``key``), cached in ``cache_dir``/detectors.tsv; returns {key: {feature: score}}. A
     cached row that lacks some current scores (written by an older version) keeps the ones
-    it has and gets only the missing ones computed."""
-    from ..detectors import FEATURES
+    it has and gets only the missing ones computed; a score whose definition changed since
+    (bidsqc.detectors.FEATURE_VERSIONS) has a new column, so an old value is never reused."""
+    from ..detectors import FEATURES, feature_column
 
+    columns = {f: feature_column(f) for f in FEATURES}  # a score whose definition changed is recomputed
     path = Path(cache_dir) / "detectors.tsv"
     path.parent.mkdir(parents=True, exist_ok=True)  # --detectors-only may be the first use of a cache
     table = {}
     if path.exists():
         with open(path, newline="") as handle:
             for row in csv.DictReader(handle, delimiter="\t"):
-                table[row["key"]] = {f: float(row[f]) for f in FEATURES if row.get(f) not in (None, "")}
+                table[row["key"]] = {f: float(row[c]) for f, c in columns.items() if row.get(c) not in (None, "")}
     todo = {job["key"]: job for job in jobs if len(table.get(job["key"], {})) < len(FEATURES)}
     LOGGER.info("detectors: %d volumes, %d scored before, %d to score", len(jobs), len(jobs) - len(todo), len(todo))
 
@@ -175,7 +177,7 @@ def detector_table(jobs, cache_dir, nprocs=2):
         tmp = path.with_suffix(".tmp")
         with open(tmp, "w", newline="") as handle:
             writer = csv.writer(handle, delimiter="\t")
-            writer.writerow(["key"] + list(FEATURES))
+            writer.writerow(["key"] + list(columns.values()))
             for key, values in table.items():
                 writer.writerow([key] + [values.get(f, "") for f in FEATURES])
         os.replace(tmp, path)
