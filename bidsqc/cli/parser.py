@@ -65,7 +65,8 @@ def get_parser():
                        help="TemplateFlow template ID for registration (default: MNI152NLin2009cAsym; "
                             "falls back to nilearn's MNI152 when TemplateFlow cannot deliver it)")
     parser.add_argument("--force", action="store_true",
-                        help="re-rate scans whose outputs already match the input and model")
+                        help="re-rate scans whose outputs already match the input, model card, bidsqc version "
+                             "and rating settings")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
     return parser
 
