@@ -123,9 +123,17 @@ def main():
     card = ensemble.card
     with open(args.holdout, newline="") as handle:
         holdout = list(csv.DictReader(handle, delimiter="\t"))
-    trained = {h["source_file"] for h in (card["training"].get("holdout") or [])}
-    if trained and trained != {h["source_file"] for h in holdout}:
-        print("warning: this holdout list differs from the one recorded in the model card", file=sys.stderr)
+    # a benchmark of subjects the ensemble trained on would measure memory, not quality
+    trained_subjects = {s for fold in card.get("metrics", {}).get("per_fold", []) for s in fold.get("subjects", [])}
+    leaked = sorted({h["subject"] for h in holdout} & trained_subjects)
+    if leaked:
+        sys.exit(f"{args.holdout}: {len(leaked)} subject(s) the ensemble was trained on ({', '.join(leaked[:5])}); "
+                 "benchmark held-out subjects only (benchmarks/make_split.py)")
+    recorded = {h["source_file"] for h in (card["training"].get("holdout") or [])}
+    listed = {h["source_file"] for h in holdout}
+    if recorded and recorded != listed:
+        print(f"note: the holdout list has {len(listed - recorded)} scan(s) the model card's record of its held-out "
+              f"scans lacks (e.g. --extra-raw-head) and lacks {len(recorded - listed)} it has", file=sys.stderr)
     groups = {}
     for row in holdout:
         groups.setdefault(row["group"], []).append(
