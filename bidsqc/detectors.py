@@ -52,6 +52,9 @@ from scipy import fft, ndimage
 
 #: detectors whose calibrated score can raise p_bad (named after the artifact they detect)
 DETECTORS = ("spike", "ghosting", "thick_slices", "bad_slices", "noise")
+#: the output table's column of each detector's score
+SCORE_COLUMNS = {"spike": "spike_score", "ghosting": "ghost_score", "thick_slices": "thick_score",
+                 "bad_slices": "slice_score", "noise": "noise_score"}
 #: every native-space score, in the order the artifact naming uses them
 FEATURES = ("spike", "ghosting", "thick_slices", "truncation", "bias", "background", "bad_slices", "noise")
 #: fraction of each axis over which the volume is tapered to 0 (half at each end) before

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from . import __version__
+from .detectors import SCORE_COLUMNS
 
 FIRST_COLUMNS = ["participant_id", "session_id", "run_id", "acq_id", "source_file", "p_bad",
                  "p_bad_std", "qc"]
@@ -106,13 +107,10 @@ def qc_row(record, artifacts):
     scores = record.get("detector_scores") or {}
     row.update({
         "likely_artifact": record.get("likely_artifact") or "n/a",
+        "reason": record.get("reason") or "n/a",
         "p_bad_network": _fmt(record.get("p_bad_network")),
-        "spike_score": _fmt(scores.get("spike")),
-        "ghost_score": _fmt(scores.get("ghosting")),
-        "thick_score": _fmt(scores.get("thick_slices")),
-        "slice_score": _fmt(scores.get("bad_slices")),
-        "noise_score": _fmt(scores.get("noise")),
     })
+    row.update({column: _fmt(scores.get(name)) for name, column in SCORE_COLUMNS.items()})
     row.update({
         "reg_quality": _fmt(record.get("reg_quality")),
         "voxel_size_mm": record.get("voxel_size_mm") or "n/a",

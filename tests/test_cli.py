@@ -52,8 +52,9 @@ def participant_run(bids_dataset, tmp_path_factory, templateflow_home):
     assert (DEFAULT_MODEL_DIR / "model_card.json").is_file(), "the shipped ensemble is missing"
     bids, files = bids_dataset
     out = tmp_path_factory.mktemp("deriv") / "bidsqc"
-    code = main([str(bids), str(out), "participant", "--nprocs", "2", "--template", "MNI152NLin6Asym",
-                 "--mc-samples", "2", "-w", str(out.parent / "work")])
+    # no --template: the model card's (MNI152NLin6Asym), the template the ensemble was trained on
+    code = main([str(bids), str(out), "participant", "--nprocs", "2", "--mc-samples", "2",
+                 "-w", str(out.parent / "work")])
     return bids, files, out, code
 
 
@@ -75,6 +76,7 @@ def test_participant_level_rows_columns_and_error_row(participant_run):
         assert float(row["spike_score"]) > 0 and float(row["ghost_score"]) >= 0 and row["thick_score"] != "n/a"
         assert row["slice_score"] != "n/a" and row["noise_score"] != "n/a"
         assert float(row["p_bad"]) >= float(row["p_bad_network"]) and row["likely_artifact"] != "n/a"
+        assert row["reason"].startswith(row["qc"] + ": ")
     # the shipped card calibrates every detector of this version (a card refit before one was added would not)
     card = json.loads((DEFAULT_MODEL_DIR / "model_card.json").read_text())
     assert {n for n in card["detectors"] if isinstance(card["detectors"][n], dict)} == set(DETECTORS)
@@ -180,14 +182,17 @@ def test_command_line_errors_exit_2_with_one_line(case, bids_dataset, tmp_path, 
 
 
 def test_fallback_template_when_templateflow_cannot_deliver(bids_dataset, tmp_path):
-    """An empty TemplateFlow home (offline): the default MNI152NLin2009cAsym falls back, with a warning."""
+    """An empty TemplateFlow home (offline): a template other than the card's falls back to the
+    shipped copy of the card's, with a warning, and says its ratings were never measured."""
     bids, _ = bids_dataset
     out = tmp_path / "out"
     env = dict(os.environ, TEMPLATEFLOW_HOME=str(tmp_path / "empty_tf"), CI=os.environ.get("CI", ""))
     proc = subprocess.run([sys.executable, "-m", "bidsqc.cli.run", str(bids), str(out), "participant",
-                           "--participant-label", "01", "--nprocs", "1", "--mc-samples", "1"],
+                           "--participant-label", "01", "--nprocs", "1", "--mc-samples", "1",
+                           "--template", "MNI152NLin2009cAsym"],
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "--template MNI152NLin2009cAsym: model bidsqc-" in proc.stderr and "never measured" in proc.stderr
     assert "template MNI152NLin2009cAsym: TemplateFlow could not deliver it" in proc.stderr
     assert "falling back to MNI152NLin6Asym" in proc.stderr
     record = json.loads((out / "sub-01" / "anat" / "sub-01_desc-qc_T1w.json").read_text())

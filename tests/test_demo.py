@@ -19,4 +19,8 @@ def test_demo_flags_every_corrupted_scan(tmp_path, capsys, templateflow_home):
     assert all(rows[s]["qc"] != "fail" for s in ("sub-01", "sub-02"))
     assert all(rows[s]["qc"] != "pass" for s in ("sub-03", "sub-04", "sub-05"))  # all flagged
     assert rows["sub-05"]["qc"] == "fail"  # severe missing coverage
+    # each rated scan says why, in the table and in the printed summary
+    assert all(rows[s]["reason"].startswith(rows[s]["qc"] + ": ") for s in ("sub-01", "sub-02", "sub-03", "sub-04",
+                                                                           "sub-05"))
+    assert f"sub-05: {rows['sub-05']['reason']}" in printed
     assert sum(corrupted) / 3 > sum(clean) / 2 + 0.05

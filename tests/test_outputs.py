@@ -23,6 +23,7 @@ def test_error_row_has_every_column():
                           "error": "conform: all voxels are zero"}, ["motion"])
     assert list(row)[:8] == outputs.FIRST_COLUMNS and list(row)[-5:] == outputs.LAST_COLUMNS
     assert row["p_motion"] == "n/a" and row["session_id"] == "n/a" and row["qc"] == "error"
+    assert row["reason"] == "n/a" and row["spike_score"] == "n/a"
 
 
 def test_atomic_write_leaves_old_file_when_interrupted(tmp_path, monkeypatch):

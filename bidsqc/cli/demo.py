@@ -92,6 +92,9 @@ def run_demo(out_dir, args):
         likely = row.get("likely_artifact", "") if row["qc"] not in ("pass", "error") else ""
         print(f"{row['participant_id']:<12}{truth.get(row['participant_id'], ''):<28}{row['qc']:<10}"
               f"{row['p_bad']:>7}{row['p_bad_std']:>7}  {likely or (row['error'] if row['qc'] == 'error' else '')}")
+    print("\nwhy:")
+    for row in rows:
+        print(f"  {row['participant_id']}: {row['error'] if row['qc'] == 'error' else row.get('reason', 'n/a')}")
     print(f"\nresults: {deriv}/group_desc-qc_T1w.tsv (all rows), {deriv}/group_desc-qc_exclude.txt "
           f"(failed scans), per-scan JSON and preprocessed images under {deriv}/sub-*/anat/")
     sys.stdout.flush()

@@ -61,9 +61,12 @@ def get_parser():
                        help="Monte Carlo dropout passes per fold model (default: the model card's)")
     model.add_argument("--threshold", type=float, default=None,
                        help="p_bad at or above which a scan fails (default: the model card's)")
-    model.add_argument("--template", default="MNI152NLin2009cAsym",
-                       help="TemplateFlow template ID for registration (default: MNI152NLin2009cAsym; "
-                            "falls back to nilearn's MNI152 when TemplateFlow cannot deliver it)")
+    model.add_argument("--template", default=None,
+                       help="TemplateFlow template ID for registration (default: the model card's, the one "
+                            "the ensemble was trained and measured with: MNI152NLin6Asym for the shipped "
+                            "ensemble, whose copy ships with bidsqc); another template gives ratings that "
+                            "were never measured. When TemplateFlow cannot deliver it, bidsqc falls back to "
+                            "the shipped MNI152NLin6Asym, then nilearn's MNI152, with a warning")
     parser.add_argument("--force", action="store_true",
                         help="re-rate scans whose outputs already match the input, model card, bidsqc version "
                              "and rating settings")

@@ -142,6 +142,12 @@ def run_participant(args):
         raise UsageError("--threshold must be between 0 and 1")
     scans = find_t1w(args, bids_dir)
     plugin, plugin_args, omp = plugin_settings(args)
+    trained_on = card["input"]["template"]
+    if args.template is None:
+        args.template = trained_on
+    elif args.template != trained_on:
+        LOGGER.warning("--template %s: model %s was trained and measured on %s; its ratings with another "
+                       "template were never measured", args.template, card["model_id"], trained_on)
     spacing = float(card["input"].get("spacing_mm", 2.0))
     res_label = f"{spacing:g}".replace(".", "p")
     settings = {"template": args.template, "mc_samples": args.mc_samples, "threshold": args.threshold,

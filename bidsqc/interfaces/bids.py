@@ -43,7 +43,7 @@ class WriteQCDerivatives(SimpleInterface):
             atomic_copy(self.inputs.xfm_file, paths["xfm"])
             record.update(preproc_file=os.path.relpath(paths["preproc"], self.inputs.output_dir),
                           xfm_file=os.path.relpath(paths["xfm"], self.inputs.output_dir), error=None)
-        for key in ("p_bad", "p_bad_std", "qc", "p_artifacts", "likely_artifact", "p_bad_network",
+        for key in ("p_bad", "p_bad_std", "qc", "p_artifacts", "likely_artifact", "reason", "p_bad_network",
                     "detector_scores", "p_detectors", "threshold",
                     "uncertain_band", "reg_quality", "voxel_size_mm", "dims", "oblique", "n_volumes",
                     "warnings", "skull_stripped", "template", "template_source", "template_fallback",

@@ -18,7 +18,8 @@ class _NormalizeInputSpec(QCInputSpec):
     in_file = traits.Str(mandatory=True, desc="conformed T1w ('' after an error)")
     xfm_file = traits.Str(mandatory=True, desc="ITK affine template -> T1w ('' after an error)")
     model_dir = traits.Str(mandatory=True, desc="ensemble folder (its model card gives the grid)")
-    template = traits.Str("MNI152NLin2009cAsym", usedefault=True, desc="TemplateFlow template ID")
+    template = traits.Str("MNI152NLin6Asym", usedefault=True,
+                          desc="TemplateFlow template ID (the shipped ensemble's by default)")
 
 
 class _NormalizeOutputSpec(QCOutputSpec):

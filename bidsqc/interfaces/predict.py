@@ -45,6 +45,8 @@ class PredictQC(QCInterface):
         # the card's naming weighs the network's heads and the native scores; a detector that
         # raised p_bad, or the network's top head, names it where there is no naming
         record["likely_artifact"] = ensemble.likely_artifact(p_artifacts, scores, flagged)
+        record["reason"] = result.reason(0, threshold, band, record["p_bad_network"], flagged, scores.get(flagged),
+                                         ensemble.detectors.get(flagged), detectors=bool(ensemble.detectors and scores))
         record.update({"p_bad": round(float(result.p_bad[0]), 4), "p_bad_std": round(float(result.p_bad_std[0]), 4),
                        "p_artifacts": p_artifacts, "qc": result.verdicts(threshold, band)[0], "threshold": threshold,
                        "uncertain_band": list(band), "mc_samples": int(self.inputs.mc_samples or

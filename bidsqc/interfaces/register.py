@@ -20,7 +20,8 @@ def cached_template(template_id):
 
 class _RegisterInputSpec(QCInputSpec):
     in_file = traits.Str(mandatory=True, desc="conformed T1w ('' after an error)")
-    template = traits.Str("MNI152NLin2009cAsym", usedefault=True, desc="TemplateFlow template ID")
+    template = traits.Str("MNI152NLin6Asym", usedefault=True,
+                          desc="TemplateFlow template ID (the shipped ensemble's by default)")
 
 
 class _RegisterOutputSpec(QCOutputSpec):

@@ -72,6 +72,37 @@ class QCResult:
                 out.append("fail" if p >= threshold else "pass")
         return out
 
+    def reason(self, index, threshold, band, p_bad_network, flagged=None, score=None, calibration=None,
+               detectors=True):
+        """One line saying why volume ``index`` got its verdict: which evidence set its p_bad
+        (the network's ``p_bad_network``, or the detector ``flagged`` with its ``score`` and
+        card ``calibration``) and where that lies against ``threshold`` and ``band``, or that
+        the fold models disagree. ``detectors``: whether native detectors were applied."""
+        from ..detectors import SCORE_COLUMNS
+
+        qc = self.verdicts(threshold, band)[index]
+        folds = self.p_bad_folds[index]
+        above = int(np.sum(folds >= threshold))
+        if qc == "uncertain" and 0 < above < len(folds):
+            return (f"uncertain: the fold models disagree, {above} of {len(folds)} at or above the threshold "
+                    f"{threshold:.3g} (p_bad {self.p_bad[index]:.2f})")
+        if flagged:
+            low, high, cut = (float(calibration[k]) for k in ("low", "high", "threshold"))
+            what = f"{SCORE_COLUMNS.get(flagged, flagged)} {float(score):.3g}"
+            ranges = f"clean training scans up to {low:.3g}, simulated artifacts from {high:.3g}"
+            if qc == "fail":
+                return f"fail: {what} is at or above its threshold {cut:.3g} ({ranges})"
+            side = "at or above" if float(score) >= cut else "below"
+            return f"uncertain: {what} is above its clean range and {side} its threshold {cut:.3g} ({ranges})"
+        network = f"the network's p_bad {p_bad_network:.2f}"
+        if qc == "fail":
+            return f"fail: {network} is at or above the threshold {threshold:.3g}"
+        if qc == "uncertain":
+            return f"uncertain: {network} is inside the uncertain band {band[0]:.3g}-{band[1]:.3g}"
+        native = ("every native detector score inside its clean training range" if detectors
+                  else "no native detector applied")
+        return f"pass: {network} is below the uncertain band ({band[0]:.3g}); {native}"
+
 
 def _custom_objects():
     from .losses import dice_loss

@@ -68,7 +68,7 @@ def nilearn_template():
                     datasets.load_mni152_brain_mask(resolution=2), source=NILEARN_SOURCE)
 
 
-def get_template(template_id="MNI152NLin2009cAsym", allow_fallback=True, use_shipped=True):
+def get_template(template_id=SHIPPED_ID, allow_fallback=True, use_shipped=True):
     """Return the Template for ``template_id``; fall back (with a warning) when TemplateFlow fails."""
     try:
         t1w_path, mask_path = _templateflow_files(template_id)

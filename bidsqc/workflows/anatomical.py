@@ -12,10 +12,12 @@ from ..interfaces.conform import Conform
 from ..interfaces.normalize import ResampleNormalize
 from ..interfaces.predict import PredictQC
 from ..interfaces.register import RegisterToTemplate
+from ..model.card import read_card
 
 
-def init_t1w_qc_wf(model_dir, template="MNI152NLin2009cAsym", mc_samples=0, threshold=-1.0, name="t1w_qc_wf"):
-    """Build conform -> register -> resample/normalise -> predict for one T1w.
+def init_t1w_qc_wf(model_dir, template=None, mc_samples=0, threshold=-1.0, name="t1w_qc_wf"):
+    """Build conform -> register -> resample/normalise -> predict for one T1w, registered to
+    ``template`` (default: the model card's, the template the ensemble was trained on).
 
     Inputs (``inputnode``)
         in_file: T1w NIfTI path. info: dict carried along (may be empty).
@@ -25,6 +27,8 @@ def init_t1w_qc_wf(model_dir, template="MNI152NLin2009cAsym", mc_samples=0, thre
         failed). preproc_file: the image the network saw. xfm_file: ITK affine
         template -> T1w. conformed_file: the RAS-oriented T1w.
     """
+    if template is None:
+        template = read_card(model_dir)["input"]["template"]
     wf = pe.Workflow(name=name)
     inputnode = pe.Node(IdentityInterface(fields=["in_file", "info"]), name="inputnode")
     inputnode.inputs.info = {}

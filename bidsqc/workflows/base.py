@@ -13,10 +13,11 @@ def _node_name(source_file):
     return re.sub(r"[^A-Za-z0-9]", "_", stem)
 
 
-def init_bidsqc_wf(scans, output_dir, model_dir, template="MNI152NLin2009cAsym", mc_samples=0,
+def init_bidsqc_wf(scans, output_dir, model_dir, template=None, mc_samples=0,
                    threshold=-1.0, provenance=None, work_dir=None, name="bidsqc_wf"):
     """Build the workflow for ``scans`` (dicts with ``path``, ``source_file`` relative to the
-    BIDS root and optional ``input_sha256``), writing into ``output_dir``."""
+    BIDS root and optional ``input_sha256``), writing into ``output_dir``; ``template``: as
+    init_t1w_qc_wf."""
     wf = pe.Workflow(name=name, base_dir=str(work_dir) if work_dir else None)
     for scan in scans:
         label = _node_name(scan["source_file"])
