@@ -7,7 +7,9 @@ training never used, through the same preprocessing as the application. Prints:
 AUC clean-vs-severe and clean-vs-mild, the share of clean scans failed, per-artifact
 top-1 accuracy on severe scans, seconds per volume for the whole ensemble with the
 default MC samples, and, separately, the fail rate on clean raw heads from unseen
-scanners (with their severe artifacts) and the ratings of the questionable scans.
+scanners (with their severe artifacts), on clean variations of those heads (contrast,
+resolution and a weak bias field, as other scanners might give them) and
+the ratings of the questionable scans.
 
     python benchmarks/bench_accuracy.py [--model DIR] [--holdout build/split/holdout.tsv]
         [--update-card]   # also store the figures in the model card's "benchmark" field
@@ -114,6 +116,9 @@ def main():
     parser.add_argument("--cache", type=Path, default=REPO / "build" / "bench_cache")
     parser.add_argument("--seed", type=int, default=2024, help="artifact seed (training used 0)")
     parser.add_argument("--nprocs", type=int, default=2)
+    parser.add_argument("--raw-variants", type=int, default=5,
+                        help="clean variations (contrast, resolution, a weak bias field) of each raw head, rated "
+                             "as further clean raw heads (0: none); no raw-scan noise, which raw heads carry")
     parser.add_argument("--update-card", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -167,6 +172,25 @@ def main():
         report[group]["clean_scans"] = {Path(r["source_file"]).name: {"p_bad": round(r["p_bad"], 3),
                                                                       "qc": r["qc"]} for r in clean}
 
+    if args.raw_variants and groups.get("raw_head"):
+        # the raw heads as other scanners might give them: more clean heads with skull than the few at hand
+        rows, errors = build_dataset(groups["raw_head"], args.cache, template_id, grid_shape, grid_affine,
+                                     ensemble.mask, n_clean_variants=args.raw_variants, seed=args.seed,
+                                     nprocs=args.nprocs, artifacts=())
+        rows = [r for r in rows if r["artifact"] == "clean"]
+        scored = detector_table(rows, args.cache, nprocs=args.nprocs) if ensemble.detectors else {}
+        results, _ = rate(ensemble, rows, args.cache, scored)
+        for r in results:
+            r["group"] = "raw_head_varied"
+        details += results
+        verdicts = [r["qc"] for r in results]
+        report["raw_head_varied"] = {
+            "n_clean": len(results), "variants_per_head": args.raw_variants, "errors": errors,
+            "clean_fail_rate": round(verdicts.count("fail") / len(verdicts), 4) if verdicts else None,
+            "clean_uncertain_rate": round(verdicts.count("uncertain") / len(verdicts), 4) if verdicts else None,
+            "clean_scans": {f"{Path(r['source_file']).name} {r['variant']}": {"p_bad": round(r["p_bad"], 3),
+                                                                               "qc": r["qc"]} for r in results}}
+
     if ensemble.detectors and groups.get("heldout"):
         # the detectors' own time, on the held-out scans as they are (native grid)
         timings = []
@@ -201,7 +225,7 @@ def main():
               f"failed {n['clean_fail_rate']} (uncertain {n['clean_uncertain_rate']}), top-1 "
               f"{n['artifact_top1_severe']}, severe failed {n['severe_detected_rate']}")
         print(f"  network alone, per-artifact AUC   {n['per_artifact_auc_severe']}")
-    for group in ("raw_head", "raw_stripped", "questionable"):
+    for group in ("raw_head", "raw_head_varied", "raw_stripped", "questionable"):
         g = report.get(group)
         if not g:
             continue
