@@ -60,9 +60,14 @@ FEATURES = ("spike", "ghosting", "thick_slices", "truncation", "bias", "backgrou
 #: fraction of each axis over which the volume is tapered to 0 (half at each end) before
 #: its spectrum is taken (spike and truncation scores)
 SPECTRUM_TAPER = 0.2
+#: exact zeros that fill a region at least this wide (voxels, an opening) are taken as
+#: blanked (a defaced face, zero padding, the outside of a skull-stripped brain), not measured
+ZERO_REGION_VOXELS = 5
+#: sigma (mm) of the ramp over which the scan falls to 0 at the edge of a blanked region
+ZERO_RAMP_MM = 4.0
 #: versions of the scores whose definition changed since they were first cached; a cache
 #: (detectors.tsv) stores a score under ``feature_column(name)``, so an older one is recomputed
-FEATURE_VERSIONS = {"spike": 2, "truncation": 2}
+FEATURE_VERSIONS = {"spike": 3, "truncation": 3}
 #: k-space radius (cycles per voxel) inside which the image's own low frequencies dominate
 SPIKE_MIN_RADIUS = 0.02
 #: (outer, inner) half-widths of the shell whose median is a candidate's surroundings
@@ -127,24 +132,49 @@ def _taper(n):
     return window
 
 
-def _magnitude_spectrum(data):
+def _measured_weight(data, zooms):
+    """(shape) float32 weight: 0 in regions of exact zeros at least ZERO_REGION_VOXELS wide
+    (blanked, not measured), rising smoothly (Gaussian of sigma ZERO_RAMP_MM) to 1 inside
+    the measured image; None where there is no such region. Zeros scattered in a noisy
+    background (an 8-bit scan's) are too small to count."""
+    zero = data == 0
+    if not zero.any():
+        return None
+    # an opening by a cube, as two separable box filters (a 3D binary opening is far slower)
+    blanked = ndimage.minimum_filter(zero.view(np.uint8), size=ZERO_REGION_VOXELS, mode="nearest")
+    blanked = ndimage.maximum_filter(blanked, size=ZERO_REGION_VOXELS, mode="nearest").view(bool)
+    if not blanked.any():
+        return None
+    sigma = [ZERO_RAMP_MM / float(z) for z in zooms]
+    inside = ndimage.gaussian_filter((~blanked).astype(np.float32), sigma, mode="nearest")
+    return np.clip(2 * inside - 1, 0, 1, out=inside)
+
+
+def _magnitude_spectrum(data, zooms=(1.0, 1.0, 1.0)):
     """|FFT| of the mean-removed volume tapered at the edges of the field of view (_taper
-    along each axis), centred (fftshift), float32. A field of view that ends inside the head
-    (the neck of every raw head) is a cut in the periodic image the FFT sees, whose spectrum
-    spreads along the axis lines near a strong frequency of the cut cross-section, as peaks
-    a spike detector would take for spikes; the taper takes the cut away."""
-    tapered = data - data.mean()
+    along each axis) and of any blanked region (_measured_weight), centred (fftshift),
+    float32. A field of view that ends inside the head (the neck of every raw head) is a cut
+    in the periodic image the FFT sees, whose spectrum spreads along the axis lines near a
+    strong frequency of the cut cross-section, as peaks a spike detector would take for
+    spikes; the taper takes the cut away. A blanked region with a straight edge through the
+    head (the face of a defaced scan) makes the same peaks along its edge's normal; the
+    weight takes that edge away."""
+    weight = _measured_weight(data, zooms)
+    if weight is None:
+        tapered = data - data.mean()
+    else:
+        tapered = (data - np.float32((data * weight).sum() / max(float(weight.sum()), 1e-6))) * weight
     for axis, n in enumerate(data.shape):
         tapered *= _taper(n).reshape([-1 if a == axis else 1 for a in range(3)])
     return np.abs(fft.fftshift(fft.fftn(tapered, workers=-1))).astype(np.float32)
 
 
-def spike_score(data, magnitude=None):
+def spike_score(data, magnitude=None, zooms=(1.0, 1.0, 1.0)):
     """Prominence (natural log) of the strongest isolated peak of the magnitude spectrum
     outside its centre and its axes; about 1-3 for clean images, far higher with a spike."""
     data = _as_volume(data)
     shape = data.shape
-    mag = _magnitude_spectrum(data) if magnitude is None else magnitude
+    mag = _magnitude_spectrum(data, zooms) if magnitude is None else magnitude
     floor = np.float32(mag.max() * 1e-9 + 1e-12)
     logk = np.log(mag + floor)
     freqs = [fft.fftshift(fft.fftfreq(n)).astype(np.float32) for n in shape]
@@ -355,14 +385,14 @@ def noise_score(data, zooms=(1.0, 1.0, 1.0), head=None):
     return round(float(np.quantile(ratio, NOISE_QUANTILE)), 4)
 
 
-def truncation_score(data, magnitude=None):
+def truncation_score(data, magnitude=None, zooms=(1.0, 1.0, 1.0)):
     """Sharpest knee of the power spectrum along any axis (power summed over the other two,
     natural log): the largest fall across a few frequency bins in excess of the fall on
     either side of them. Truncated k-space (what rings as Gibbs) falls off a cliff at the
     cut, even after the magnitude image puts some power back above it; a natural spectrum
     falls smoothly (about 0-0.5)."""
     data = _as_volume(data)
-    mag = _magnitude_spectrum(data) if magnitude is None else magnitude
+    mag = _magnitude_spectrum(data, zooms) if magnitude is None else magnitude
     best = 0.0
     for axis, n in enumerate(data.shape):
         width = max(2, n // 64)
@@ -423,7 +453,7 @@ def scores(data, zooms=(1.0, 1.0, 1.0), only=None):
     wanted = list(FEATURES) if only is None else [f for f in FEATURES if f in set(only)]
     out = {}
     if {"spike", "truncation"} & set(wanted):
-        magnitude = _magnitude_spectrum(data)
+        magnitude = _magnitude_spectrum(data, zooms)
         if "spike" in wanted:
             out["spike"] = spike_score(data, magnitude)
         if "truncation" in wanted:

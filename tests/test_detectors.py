@@ -9,8 +9,8 @@ import pytest
 
 from bidsqc.artifacts.simulators import (bad_slices, bias, ghosting, gibbs, missing_coverage, motion, noise, spike,
                                          thick_slices)
-from bidsqc.detectors import (FEATURES, apply, background_score, bias_score, calibrate, combine, ghost_score,
-                              noise_score, probability, scores, slice_score, spike_score, thick_score,
+from bidsqc.detectors import (FEATURES, apply, background_score, bias_score, calibrate, combine, feature_column,
+                              ghost_score, noise_score, probability, scores, slice_score, spike_score, thick_score,
                               truncation_score)
 from bidsqc.model.ensemble import QCResult
 
@@ -40,6 +40,27 @@ def test_a_field_of_view_that_cuts_the_head_is_no_spike(stripped):
         clean = spike_score(cut)
         assert abs(clean - whole) < 0.2, (axis, whole, clean)
         assert spike_score(spike(cut, positions=[[0.11, -0.07, 0.2]], intensity=0.15)) > clean + 1.5
+
+
+def test_a_defaced_head_is_no_spike(raw_head):
+    """Defacing sets the face to exact zeros behind a straight edge through the head, which
+    leaks peaks along the edge's normal as a cut field of view does: a raw head with a wedge
+    of it zeroed scores within 0.2 of the whole head (without the weight that tapers the scan
+    at a blanked region: 0.8-1.0 higher), and a spike in it still stands out."""
+    data, zooms = raw_head
+    head = np.argwhere(data > 0.1 * np.percentile(data, 99))
+    low, high = head.min(axis=0), head.max(axis=0)
+    whole = spike_score(data, zooms=zooms)
+    for a, b in ((0, 1), (1, 2)):
+        ca = (np.arange(data.shape[a]) - low[a]) / (high[a] - low[a])
+        cb = (np.arange(data.shape[b]) - low[b]) / (high[b] - low[b])
+        wedge = (ca.reshape([-1 if i == a else 1 for i in range(3)])
+                 + cb.reshape([-1 if i == b else 1 for i in range(3)]))
+        defaced = np.where(wedge < 0.6, 0, data).astype(np.float32)
+        clean = spike_score(defaced, zooms=zooms)
+        assert abs(clean - whole) < 0.2, ((a, b), whole, clean)
+        spiked = spike_score(spike(defaced, positions=[[0.11, -0.07, 0.2]], intensity=0.15), zooms=zooms)
+        assert spiked > clean + 1.5, ((a, b), clean, spiked)
 
 
 def test_spike_score_rises_with_a_kspace_spike_and_is_deterministic(stripped, raw_head):
@@ -222,7 +243,8 @@ def test_a_cache_from_an_older_version_gets_only_its_missing_scores(stripped_t1w
     assert table["scan"]["thick_slices"] == fresh["thick_slices"] and table["scan"]["bias"] == fresh["bias"]
     assert set(table["scan"]) == set(FEATURES)
     header, row = (tmp_path / "detectors.tsv").read_text().splitlines()
-    columns = ["spike_v2" if f == "spike" else "truncation_v2" if f == "truncation" else f for f in FEATURES]
+    columns = [feature_column(f) for f in FEATURES]
+    assert columns[0] == "spike_v3" and columns[3] == "truncation_v3"
     assert header.split("\t") == ["key"] + columns
     assert row.startswith("scan\t%s\t0.5\t" % fresh["spike"])
     # a second call scores nothing again
