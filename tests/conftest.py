@@ -49,10 +49,10 @@ def templateflow_home():
 
 @pytest.fixture(scope="session")
 def nlin6(templateflow_home):
-    """The MNI152NLin6Asym template through TemplateFlow (offline cache)."""
+    """The MNI152NLin6Asym template through TemplateFlow (offline cache), not the package's copy."""
     from bidsqc.preprocessing.templates import get_template
 
-    return get_template("MNI152NLin6Asym", allow_fallback=False)
+    return get_template("MNI152NLin6Asym", allow_fallback=False, use_shipped=False)
 
 
 @pytest.fixture(scope="session")

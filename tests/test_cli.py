@@ -200,6 +200,20 @@ def test_fallback_template_when_templateflow_cannot_deliver(bids_dataset, tmp_pa
     assert record["qc"] in ("pass", "fail", "uncertain")
 
 
+def test_the_shipped_template_is_read_without_templateflow(monkeypatch, nlin6):
+    """The card's MNI152NLin6Asym comes from the package's copy, byte for byte TemplateFlow's,
+    without asking TemplateFlow (which tries a download wherever its cache lacks a file)."""
+    from bidsqc.preprocessing import templates
+
+    asked = []
+    monkeypatch.setattr(templates, "_templateflow_files", lambda tid: asked.append(tid) or 1 / 0)
+    template = templates.get_template("MNI152NLin6Asym", allow_fallback=False)
+    assert not asked and template.source.startswith("bidsqc package") and not template.fallback
+    assert nlin6.source.startswith("TemplateFlow")
+    for shipped, flow in ((template.t1w, nlin6.t1w), (template.mask, nlin6.mask)):
+        assert Path(shipped.get_filename()).read_bytes() == Path(flow.get_filename()).read_bytes()
+
+
 def test_nilearn_fallback_registers_a_head(monkeypatch, raw_head_t1w):
     """Without TemplateFlow and without the shipped copy, nilearn's MNI152 is used."""
     from bidsqc.preprocessing import templates

@@ -1,6 +1,7 @@
 """Find the registration template (T1w + brain mask, 2 mm) through TemplateFlow, offline-safe.
 
-TemplateFlow is tried first. When it cannot deliver (offline, empty cache, unknown
+MNI152NLin6Asym, the shipped ensemble's template, is read from the copy inside the package.
+For any other template TemplateFlow is tried first. When it cannot deliver (offline, empty cache, unknown
 template), bidsqc falls back, with a warning naming the fallback, to
 1. the copy of TemplateFlow's MNI152NLin6Asym (res-02 T1w with skull and brain mask)
    that the bidsqc package ships in ``bidsqc/data/templates`` (the template the shipped
@@ -69,7 +70,15 @@ def nilearn_template():
 
 
 def get_template(template_id=SHIPPED_ID, allow_fallback=True, use_shipped=True):
-    """Return the Template for ``template_id``; fall back (with a warning) when TemplateFlow fails."""
+    """Return the Template for ``template_id``; fall back (with a warning) when TemplateFlow fails.
+    The shipped template (SHIPPED_ID, a byte-identical copy of TemplateFlow's files) is read
+    from the package first: TemplateFlow would try a download wherever its cache lacks it,
+    which costs every scan a network timeout on an offline node."""
+    if template_id == SHIPPED_ID and use_shipped:
+        try:
+            return shipped_template()
+        except OSError:
+            pass
     try:
         t1w_path, mask_path = _templateflow_files(template_id)
         return Template(template_id, nib.load(t1w_path), nib.load(mask_path),
