@@ -71,10 +71,7 @@ def template_brain_distance(template, coords):
 
 def crop(img, low, high):
     """The voxels low..high (inclusive, per axis) of ``img``, with its affine moved to match."""
-    data = np.asarray(img.dataobj)[tuple(slice(lo, hi + 1) for lo, hi in zip(low, high))]
-    affine = img.affine.copy()
-    affine[:3, 3] = img.affine[:3, :3] @ np.asarray(low, float) + img.affine[:3, 3]
-    return nib.Nifti1Image(np.ascontiguousarray(data), affine)
+    return img.slicer[tuple(slice(lo, hi + 1) for lo, hi in zip(low, high))]
 
 
 def vary(img, kind, rng, brain_distance, face):
@@ -93,7 +90,8 @@ def vary(img, kind, rng, brain_distance, face):
         brain_rows = np.flatnonzero((brain_distance <= 0).any(axis=(0, 1)))
         top = int(brain_rows[0] - round(NECK_MARGIN_MM / zooms[2])) if brain_rows.size else 0
         cut = int(rng.integers(0, max(top, 0) + 1))
-        return crop(img, [0, 0, cut], list(shape - 1)), {"cut_voxels": cut, "brain_lowest_voxel": int(brain_rows[0])}
+        lowest = int(brain_rows[0]) if brain_rows.size else None
+        return crop(img, [0, 0, cut], list(shape - 1)), {"cut_voxels": cut, "brain_lowest_voxel": lowest}
     if kind == "pad":
         widths = np.round(rng.uniform(0, PAD_MM, size=(3, 2)) / zooms[:, None]).astype(int)
         affine = img.affine.copy()

@@ -1,8 +1,8 @@
 """Find the registration template (T1w + brain mask, 2 mm) through TemplateFlow, offline-safe.
 
 MNI152NLin6Asym, the shipped ensemble's template, is read from the copy inside the package.
-For any other template TemplateFlow is tried first. When it cannot deliver (offline, empty cache, unknown
-template), bidsqc falls back, with a warning naming the fallback, to
+For any other template TemplateFlow is tried first. When it cannot deliver (offline, empty
+cache, unknown template), bidsqc falls back, with a warning naming the fallback, to
 1. the copy of TemplateFlow's MNI152NLin6Asym (res-02 T1w with skull and brain mask)
    that the bidsqc package ships in ``bidsqc/data/templates`` (the template the shipped
    ensemble was trained with), then
@@ -85,11 +85,6 @@ def get_template(template_id=SHIPPED_ID, allow_fallback=True, use_shipped=True):
                         source=f"TemplateFlow ({t1w_path})")
     except Exception as exc:  # offline, empty cache, network errors, unknown id
         reason = f"{exc.__class__.__name__}: {exc}".splitlines()[0][:120]
-        if template_id == SHIPPED_ID and use_shipped:
-            try:
-                return shipped_template()
-            except OSError:
-                pass
         if not allow_fallback:
             raise RuntimeError(f"template {template_id}: TemplateFlow could not deliver it ({reason})") from exc
         candidates = ([shipped_template] if use_shipped else []) + [nilearn_template]
