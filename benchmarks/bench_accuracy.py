@@ -158,7 +158,8 @@ def main():
         rows, errors = build_dataset(scans, args.cache, template_id, grid_shape, grid_affine, ensemble.mask,
                                      n_clean_variants=0, seed=args.seed, nprocs=args.nprocs, every_severity=True,
                                      artifacts=ARTIFACTS if with_artifacts else ())
-        scored = detector_table(rows, args.cache, nprocs=args.nprocs) if ensemble.detectors else {}
+        scored = detector_table(rows, args.cache, nprocs=args.nprocs, template_id=template_id) \
+            if ensemble.detectors else {}
         results, seconds = rate(ensemble, rows, args.cache, scored)
         for r in results:
             r["group"] = group
@@ -178,7 +179,8 @@ def main():
                                      ensemble.mask, n_clean_variants=args.raw_variants, seed=args.seed,
                                      nprocs=args.nprocs, artifacts=())
         rows = [r for r in rows if r["artifact"] == "clean"]
-        scored = detector_table(rows, args.cache, nprocs=args.nprocs) if ensemble.detectors else {}
+        scored = detector_table(rows, args.cache, nprocs=args.nprocs, template_id=template_id) \
+            if ensemble.detectors else {}
         results, _ = rate(ensemble, rows, args.cache, scored)
         for r in results:
             r["group"] = "raw_head_varied"

@@ -31,7 +31,11 @@ So they are measured on the image as acquired (its own voxel grid, before any re
   smoothest axis than along the other two (natural log). A clean scan with one coarser axis
   scores a little (0.13-0.14 at 1.2 mm), so its clean calibration volumes include such scans.
 - ``slice_score``: the largest break between neighbouring slices, relative to its running
-  median (natural log).
+  median (natural log). A break into the zero-filled planes at an end of an axis (zero
+  padding, or a slab the field of view cut away) counts only where the cut passes through
+  the brain: inside the extent of the template brain mapped into the scan by its
+  registration, so a neck cut followed by zero padding is not a bad
+  slice; with no registration given, every break counts.
 - ``noise_score``: the noise level relative to the intensity in the most uniform parts of
   the head (6-voxel cubes inside it; the 10th percentile over them of the robust
   neighbour-difference noise over the cube's mean), so that skull, scalp and tissue edges,
@@ -40,11 +44,15 @@ So they are measured on the image as acquired (its own voxel grid, before any re
 Each detector score is turned into a decision by a threshold calibrated on training
 volumes (``calibrate``; stored in the model card), never by a hand-set value.
 
-Three more scores only help name the artifact (bidsqc.model.naming), since clean scans
+Four more scores only help name the artifact (bidsqc.model.naming), since clean scans
 from other scanners vary in them too much for a threshold learnt from the training scans:
 ``truncation_score`` (a cliff in the spectrum: truncated k-space, which rings as Gibbs),
-``bias_score`` (the span of a smooth intensity field) and ``background_score``
-(high-passed power outside the head: noise, motion ringing).
+``bias_score`` (the span of a smooth intensity field), ``background_score``
+(high-passed power outside the head: noise, motion ringing) and ``uncovered_score`` (the
+share of the registered template brain outside the measured field of view: missing
+coverage, whether the field of view ends in the brain or a slab of it is zero-filled; an
+affine registration of an unusual brain, such as an infant's, leaves some of it uncovered
+too, which is why it is no detector).
 """
 
 import numpy as np
@@ -56,7 +64,10 @@ DETECTORS = ("spike", "ghosting", "thick_slices", "bad_slices", "noise")
 SCORE_COLUMNS = {"spike": "spike_score", "ghosting": "ghost_score", "thick_slices": "thick_score",
                  "bad_slices": "slice_score", "noise": "noise_score"}
 #: every native-space score, in the order the artifact naming uses them
-FEATURES = ("spike", "ghosting", "thick_slices", "truncation", "bias", "background", "bad_slices", "noise")
+FEATURES = ("spike", "ghosting", "thick_slices", "truncation", "bias", "background", "bad_slices", "noise",
+            "uncovered")
+#: the scores that need the scan's registration to the template (``brain_voxels``)
+REGISTERED = ("bad_slices", "uncovered")
 #: fraction of each axis over which the volume is tapered to 0 (half at each end) before
 #: its spectrum is taken (spike and truncation scores)
 SPECTRUM_TAPER = 0.2
@@ -67,7 +78,7 @@ ZERO_REGION_VOXELS = 5
 ZERO_RAMP_MM = 4.0
 #: versions of the scores whose definition changed since they were first cached; a cache
 #: (detectors.tsv) stores a score under ``feature_column(name)``, so an older one is recomputed
-FEATURE_VERSIONS = {"spike": 3, "truncation": 3}
+FEATURE_VERSIONS = {"spike": 3, "truncation": 3, "bad_slices": 2}
 #: k-space radius (cycles per voxel) inside which the image's own low frequencies dominate
 SPIKE_MIN_RADIUS = 0.02
 #: (outer, inner) half-widths of the shell whose median is a candidate's surroundings
@@ -328,12 +339,54 @@ def thick_score(data, zooms=(1.0, 1.0, 1.0), head=None):
     return round(float(best), 4)
 
 
-def slice_score(data, zooms=(1.0, 1.0, 1.0), head=None):
+def _data_ends(data, axis):
+    """(first, last) plane along ``axis`` holding any non-zero voxel: the planes beyond them
+    are zero-filled (padding, or a slab cut away to the array edge); None for an empty image."""
+    other = tuple(a for a in range(3) if a != axis)
+    filled = np.flatnonzero(np.any(data != 0, axis=other))
+    return (int(filled[0]), int(filled[-1])) if filled.size else None
+
+
+def brain_voxels(img_affine, template_to_t1w, template_mask):
+    """The template brain's voxels mapped into an image by its registration: (3, n) voxel
+    coordinates in the image (``img_affine``) of each brain voxel of ``template_mask`` (a
+    nibabel brain mask), through ``template_to_t1w`` (template world to image world)."""
+    mask = np.asarray(template_mask.dataobj) > 0.5
+    ijk = np.stack(np.nonzero(mask)).astype(np.float64)
+    to_voxels = np.linalg.inv(np.asarray(img_affine, np.float64)) @ np.asarray(template_to_t1w, np.float64) \
+        @ np.asarray(template_mask.affine, np.float64)
+    return to_voxels[:3, :3] @ ijk + to_voxels[:3, 3:4]
+
+
+def brain_extent(brain):
+    """Per axis, the (low, high) voxel coordinates ``brain`` (``brain_voxels``) spans."""
+    return [(round(float(axis.min()), 2), round(float(axis.max()), 2)) for axis in np.asarray(brain)]
+
+
+def uncovered_score(data, brain):
+    """The share of the template brain (``brain_voxels``) outside the measured field of view:
+    beyond the array, or in the zero-filled planes at an end of an axis (a slab cut away,
+    zero padding); 0 to 1."""
+    data = _as_volume(data)
+    brain = np.asarray(brain)
+    outside = np.zeros(brain.shape[1], bool)
+    for axis in range(3):
+        ends = _data_ends(data, axis)
+        if ends is None:
+            return 1.0
+        outside |= (brain[axis] < ends[0] - 0.5) | (brain[axis] > ends[1] + 0.5)
+    return round(float(outside.mean()), 4) if outside.size else 0.0
+
+
+def slice_score(data, zooms=(1.0, 1.0, 1.0), head=None, extent=None):
     """The largest break between neighbouring slices along any axis: natural log of a slice
     pair's relative difference (mean absolute difference over mean intensity, inside the
     head of either slice) over its running median (+-SLICE_WINDOW_MM). A slab dropped in
     intensity, slices out of order or a slab cut away break the run of similar neighbours
-    (about 1-2.5); a clean scan changes smoothly (about 0.3-0.6). ``head``: as thick_score."""
+    (about 1-2.5); a clean scan changes smoothly (about 0.3-0.6). ``head``: as thick_score.
+    ``extent`` (``brain_extent``): a break into the zero-filled end planes of an axis is left
+    out where the plane between them lies outside the brain's extent (the cut misses the
+    brain); None counts every break."""
     data = np.maximum(_as_volume(data), 0)
     head = _foreground(data) if head is None else head
     if head is None:
@@ -354,7 +407,17 @@ def slice_score(data, zooms=(1.0, 1.0, 1.0), head=None):
         filled[used] = relative
         k = max(3, int(round(SLICE_WINDOW_MM / float(zooms[axis]))))
         median = ndimage.median_filter(filled, size=2 * k + 1, mode="nearest")
-        ratio = np.log(np.maximum(filled, 1e-9) / np.maximum(median, 1e-9))[used]
+        counted = used.copy()
+        ends = _data_ends(data, axis) if extent is not None else None
+        if ends is not None:
+            low, high = extent[axis]
+            # pair i joins planes i and i + 1: the cut lies between them, at i + 0.5
+            for i in (ends[0] - 1, ends[1]):
+                if 0 <= i < counted.size and not low < i + 0.5 < high:
+                    counted[i] = False
+        if not counted.any():
+            continue
+        ratio = np.log(np.maximum(filled, 1e-9) / np.maximum(median, 1e-9))[counted]
         best = max(best, float(ratio.max()))
     return round(best, 4)
 
@@ -445,13 +508,21 @@ def bias_score(data, zooms=(1.0, 1.0, 1.0), head=None):
     return round(float(fitted.max() - fitted.min()), 4)
 
 
-def scores(data, zooms=(1.0, 1.0, 1.0), only=None):
+def scores(data, zooms=(1.0, 1.0, 1.0), only=None, brain=None):
     """The native-space scores (FEATURES, or the names in ``only``) of one volume; the
     spectrum, the background high-pass and the head mask are computed once, and only where
-    needed."""
+    needed. ``brain``: the registered template brain (``brain_voxels``), which the scores in
+    REGISTERED need; without it the slice score counts every break, and ``uncovered`` is
+    left out (an error where ``only`` asks for it)."""
     data = np.ascontiguousarray(_as_volume(data))  # a NIfTI reads Fortran-ordered; C order is faster here
     wanted = list(FEATURES) if only is None else [f for f in FEATURES if f in set(only)]
+    if brain is None and "uncovered" in wanted:
+        if only is not None:
+            raise ValueError("the uncovered score needs the scan's registration to the template")
+        wanted.remove("uncovered")
     out = {}
+    if "uncovered" in wanted:
+        out["uncovered"] = uncovered_score(data, brain)
     if {"spike", "truncation"} & set(wanted):
         magnitude = _magnitude_spectrum(data, zooms)
         if "spike" in wanted:
@@ -467,7 +538,9 @@ def scores(data, zooms=(1.0, 1.0, 1.0), only=None):
         head = _foreground(positive)  # one head mask for the three scores that use it
         for name, score in by_head.items():
             if name in wanted:
-                out[name] = score(positive, zooms, head=head) if head is not None else 0.0
+                extra = {"extent": brain_extent(brain) if brain is not None else None} \
+                    if name == "bad_slices" else {}
+                out[name] = score(positive, zooms, head=head, **extra) if head is not None else 0.0
     return {f: out[f] for f in wanted}
 
 

@@ -162,6 +162,22 @@ def test_a_recalibrated_card_or_another_version_changes_the_rating_checksum():
     assert rating_checksum("networks", benchmarked, settings, "1.0") == key
 
 
+def test_a_changed_score_definition_changes_the_rating_checksum(monkeypatch):
+    """A native score whose definition changed (bidsqc.detectors.FEATURE_VERSIONS) rates a
+    scan again even where the refit left the card's calibration as it was."""
+    import bidsqc.detectors
+    from bidsqc.model.card import rating_checksum, read_card
+    from bidsqc.model.ensemble import DEFAULT_MODEL_DIR
+
+    card = read_card(DEFAULT_MODEL_DIR)
+    settings = {"template": None, "mc_samples": None, "threshold": None}
+    key = rating_checksum("networks", card, settings, "1.0")
+    versions = dict(bidsqc.detectors.FEATURE_VERSIONS)
+    versions["bad_slices"] = versions.get("bad_slices", 1) + 1
+    monkeypatch.setattr(bidsqc.detectors, "FEATURE_VERSIONS", versions)
+    assert rating_checksum("networks", card, settings, "1.0") != key
+
+
 @pytest.mark.parametrize("case", ["missing", "not_bids", "inside", "participant", "no_t1w"])
 def test_command_line_errors_exit_2_with_one_line(case, bids_dataset, tmp_path, capsys):
     bids, _ = bids_dataset

@@ -9,9 +9,9 @@ import pytest
 
 from bidsqc.artifacts.simulators import (bad_slices, bias, ghosting, gibbs, missing_coverage, motion, noise, spike,
                                          thick_slices)
-from bidsqc.detectors import (FEATURES, apply, background_score, bias_score, calibrate, combine, feature_column,
-                              ghost_score, noise_score, probability, scores, slice_score, spike_score, thick_score,
-                              truncation_score)
+from bidsqc.detectors import (FEATURES, REGISTERED, apply, background_score, bias_score, brain_extent, brain_voxels,
+                              calibrate, combine, feature_column, ghost_score, noise_score, probability, scores,
+                              slice_score, spike_score, thick_score, truncation_score, uncovered_score)
 from bidsqc.model.ensemble import QCResult
 
 
@@ -111,6 +111,72 @@ def test_slice_score_sees_dropped_and_misordered_slabs(stripped, raw_head):
         assert slice_score(noise(data, sigma=0.1, seed=2), zooms) < clean + 0.2
 
 
+def _padded_below(img, planes):
+    """``img`` with ``planes`` zero planes added below its last axis (a larger, zero-filled field of view)."""
+    shift = np.eye(4)
+    shift[2, 3] = -planes
+    return nib.Nifti1Image(np.pad(np.asarray(img.dataobj, np.float32), ((0, 0), (0, 0), (planes, 0))),
+                           img.affine @ shift)
+
+
+def test_zero_padding_below_a_neck_cut_is_no_bad_slice_a_cut_through_the_brain_is(raw_head_t1w, nlin6, tmp_path):
+    """A raw head ends in the neck; resampled into a larger field of view, zero planes follow
+    the cut, which breaks the run of slices as a slab cut away does. With the extent of the
+    registered template brain, only a cut through the brain counts. The uncovered score is
+    the share of the brain outside the measured field of view, the same whether the field of
+    view ends in the brain or a slab of it is zero-filled. The registration stage of the
+    pipeline adds both scores."""
+    from bidsqc.interfaces.conform import Conform
+    from bidsqc.interfaces.register import RegisterToTemplate
+    from bidsqc.preprocessing.conform import conform, load_image
+    from bidsqc.preprocessing.register import register_affine
+
+    img, _ = conform(load_image(raw_head_t1w))
+    matrix, _ = register_affine(img, nlin6)
+    data, zooms = np.asarray(img.dataobj, np.float32), img.header.get_zooms()[:3]
+    brain = brain_voxels(img.affine, matrix, nlin6.mask)
+    extent = brain_extent(brain)
+    assert 0 < extent[2][0] < extent[2][1] < data.shape[2]  # the brain lies above the neck, inside the scan
+    clean = slice_score(data, zooms, extent=extent)
+    assert clean == slice_score(data, zooms) < 0.8  # no zero planes: nothing left out
+    assert uncovered_score(data, brain) == 0.0
+    padded = _padded_below(img, 20)
+    pad_data = np.asarray(padded.dataobj, np.float32)
+    assert slice_score(pad_data, zooms) > clean + 0.5  # without the registration, the padding reads as a cut
+    pad_brain = brain_voxels(padded.affine, matrix, nlin6.mask)
+    pad_extent = brain_extent(pad_brain)
+    assert pad_extent[2][0] == pytest.approx(extent[2][0] + 20, abs=0.01)
+    assert abs(slice_score(pad_data, zooms, extent=pad_extent) - clean) < 0.05
+    assert uncovered_score(pad_data, pad_brain) == 0.0
+    # a slab cut away through the top of the brain still counts, and so does a cut slab inside
+    top_cut = missing_coverage(data, axis=2, side="high", fraction=0.2)
+    assert slice_score(top_cut, zooms, extent=extent) > clean + 0.5
+    dropped = bad_slices(pad_data, axis=2, starts=[int(pad_extent[2][0] + 40)], width=3, scale=0.3)
+    assert slice_score(dropped, zooms, extent=pad_extent) > clean + 0.5
+    # the brain above the last data plane is uncovered, zero-filled or beyond a shorter array alike
+    last = int(np.flatnonzero(top_cut.any(axis=(0, 1)))[-1])
+    share = uncovered_score(top_cut, brain)
+    assert share == pytest.approx(float((brain[2] > last + 0.5).mean()), abs=1e-4) and share > 0.05
+    assert uncovered_score(data[:, :, :last + 1], brain) == share
+    assert uncovered_score(top_cut, brain) == scores(top_cut, zooms, only=["uncovered"], brain=brain)["uncovered"]
+    with pytest.raises(ValueError, match="registration"):
+        scores(data, zooms, only=["uncovered"])
+    assert "uncovered" not in scores(data, zooms, only=None)  # nothing to say without a registration
+
+    # the pipeline: Conform scores all but the registered scores, RegisterToTemplate adds them
+    path = tmp_path / "padded.nii.gz"
+    nib.save(padded, path)
+    for stage in ("conform", "register"):
+        (tmp_path / stage).mkdir()
+    conformed = Conform(in_file=str(path)).run(cwd=str(tmp_path / "conform")).outputs
+    assert not set(REGISTERED) & set(conformed.info["detector_scores"])
+    registered = RegisterToTemplate(in_file=conformed.out_file, info=conformed.info).run(
+        cwd=str(tmp_path / "register")).outputs
+    scores_out = registered.info["detector_scores"]
+    assert set(scores_out) == set(FEATURES)
+    assert abs(scores_out["bad_slices"] - clean) < 0.05 and scores_out["uncovered"] < 0.01
+
+
 def test_truncation_score_sees_the_cut_in_kspace_that_rings(stripped, raw_head):
     for data, zooms in (stripped, raw_head):
         clean = truncation_score(data)
@@ -133,7 +199,7 @@ def test_bias_and_background_scores(stripped, raw_head):
     assert background_score(motion(data, zooms, axis=1, times=[0.4], rotations_deg=[[3, -4, 5]],
                                    translations_mm=[[4, -3, 5]]), zooms) > -5
     every = scores(data, zooms)
-    assert list(every) == list(FEATURES)
+    assert list(every) == [f for f in FEATURES if f != "uncovered"]  # it needs the registration
     assert every["ghosting"] == ghost_score(data, zooms) and every["spike"] == spike_score(data)
 
 

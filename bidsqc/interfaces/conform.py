@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 from nipype.interfaces.base import File, traits
 
-from ..detectors import scores
+from ..detectors import FEATURES, REGISTERED, scores
 from ..preprocessing.conform import conform, load_image
 from .base import QCInputSpec, QCInterface, QCOutputSpec
 
@@ -22,7 +22,8 @@ class _ConformOutputSpec(QCOutputSpec):
 
 class Conform(QCInterface):
     """Check the image (2D, empty, all-zero, non-finite -> error), reorient it to RAS and
-    score it with the native-space detectors (bidsqc.detectors)."""
+    score it with the native-space detectors (bidsqc.detectors; all but those that need the
+    registration, which RegisterToTemplate adds)."""
 
     input_spec = _ConformInputSpec
     output_spec = _ConformOutputSpec
@@ -35,9 +36,11 @@ class Conform(QCInterface):
         nib.save(ras, out_file)
         self._results["out_file"] = out_file
         record = conform_info.as_dict()
-        # the native-space detectors see the scan on its own voxel grid, before any resampling
+        # the native-space detectors see the scan on its own voxel grid, before any resampling;
+        # those that need to know where the brain is wait for the registration (RegisterToTemplate)
         try:
-            record["detector_scores"] = scores(np.asarray(ras.dataobj, np.float32), ras.header.get_zooms()[:3])
+            record["detector_scores"] = scores(np.asarray(ras.dataobj, np.float32), ras.header.get_zooms()[:3],
+                                               only=[f for f in FEATURES if f not in REGISTERED])
         except ValueError as exc:  # too small for them: rated by the network alone
             record["detector_scores"] = None
             record["warnings"] = list(record.get("warnings") or []) + [f"{name}: detectors skipped: {exc}"]

@@ -7,6 +7,7 @@ import nibabel as nib
 import numpy as np
 from nipype.interfaces.base import traits
 
+from ..detectors import REGISTERED, brain_voxels, scores
 from ..preprocessing.register import register_affine, write_itk_affine
 from ..preprocessing.templates import get_template
 from .base import QCInputSpec, QCInterface, QCOutputSpec
@@ -29,7 +30,9 @@ class _RegisterOutputSpec(QCOutputSpec):
 
 
 class RegisterToTemplate(QCInterface):
-    """Affine (similarity, then 12-dof) registration to the 2 mm template."""
+    """Affine (similarity, then 12-dof) registration to the 2 mm template; adds the native
+    scores that need the registered brain (bidsqc.detectors.REGISTERED) to the conformed
+    scan's detector scores."""
 
     input_spec = _RegisterInputSpec
     output_spec = _RegisterOutputSpec
@@ -37,10 +40,17 @@ class RegisterToTemplate(QCInterface):
 
     def _stage(self, info, cwd):
         template = cached_template(self.inputs.template)
-        matrix, reg_info = register_affine(nib.load(self.inputs.in_file), template)
+        img = nib.load(self.inputs.in_file)
+        matrix, reg_info = register_affine(img, template)
         out_file = os.path.join(cwd, "from-T1w_to-template_xfm.txt")
         write_itk_affine(matrix, out_file)
         self._results["out_file"] = out_file
         reg_info.update(template=template.template_id, template_source=template.source,
                         template_fallback=template.fallback, template_to_t1w=np.round(matrix, 6).tolist())
+        if info.get("detector_scores") is not None:
+            # the scores that need to know where the brain is: the slice score (a cut into zero-filled
+            # planes counts only where it passes through the brain) and the uncovered share of the brain
+            brain = brain_voxels(img.affine, matrix, template.mask)
+            reg_info["detector_scores"] = dict(info["detector_scores"], **scores(
+                np.asarray(img.dataobj, np.float32), img.header.get_zooms()[:3], only=REGISTERED, brain=brain))
         return reg_info

@@ -74,8 +74,11 @@ def rating_checksum(network_checksum, card, settings, version):
     """sha256 of all a scan's rating depends on besides the scan: the fold models and input
     (``ensemble_checksum``), the card's decision, detectors and artifact naming (which
     ``bidsqc-train --detectors-only`` rewrites without touching the models), the bidsqc
-    ``version`` (its native-space scores) and the rating ``settings`` (template, MC samples,
-    threshold). A scan rated under another one is rated again."""
+    ``version`` and the definitions of its native-space scores (``FEATURE_VERSIONS``) and
+    the rating ``settings`` (template, MC samples, threshold). A scan rated under another
+    one is rated again."""
+    from ..detectors import FEATURE_VERSIONS
+
     payload = {"networks": network_checksum, "card": {k: card.get(k) for k in RATING_SECTIONS},
-               "settings": settings, "bidsqc": version}
+               "settings": settings, "bidsqc": version, "scores": FEATURE_VERSIONS}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

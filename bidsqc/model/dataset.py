@@ -12,12 +12,14 @@ import json
 import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from ..artifacts import ARTIFACTS, apply_artifact, sample_params
 from ..artifacts.simulators import ANISOTROPIC_RANGE, CLEAN_RANGES, RANGES, sample_anisotropic, sample_clean_variation
+from .card import write_json_atomic
 from .geometry import JITTER_RANGES, grid_move, jitter_move
 
 LOGGER = logging.getLogger("bidsqc")
@@ -147,20 +149,65 @@ def native_image(job):
     return apply_artifact(img, job["artifact"], params), params
 
 
-def _detector_job(job, only=None):
-    from ..detectors import scores
+@lru_cache(maxsize=2)
+def _template(template_id):
+    from ..preprocessing.templates import get_template
+
+    return get_template(template_id)
+
+
+def _registration_job(source_file, template_id):
+    """template -> scan affine (4x4 list) of a source scan as conformed, as inference registers it."""
+    from ..preprocessing.conform import conform, load_image
+    from ..preprocessing.register import register_affine
+
+    img, _ = conform(load_image(source_file), name=source_file)
+    matrix, _ = register_affine(img, _template(template_id))
+    return np.round(matrix, 6).tolist()
+
+
+def registration_table(source_files, cache_dir, template_id, nprocs=2):
+    """{source_file: template -> scan affine} of each source scan, registered as it is (the
+    artifacts the simulator adds leave the head where it is), cached in
+    ``cache_dir``/registrations.json by template and file checksum."""
+    path = Path(cache_dir) / "registrations.json"
+    cached = json.loads(path.read_text()) if path.exists() else {}
+    keys = {src: f"{template_id}:{file_checksum(src)}" for src in sorted(set(source_files))}
+    todo = [src for src, key in keys.items() if key not in cached]
+    if todo:
+        LOGGER.info("detectors: registering %d source scans to %s", len(todo), template_id)
+        with ProcessPoolExecutor(max_workers=max(1, nprocs)) as pool:
+            futures = {pool.submit(_registration_job, src, template_id): src for src in todo}
+            for future in futures:
+                try:
+                    cached[keys[futures[future]]] = future.result()
+                except Exception as exc:  # its volumes keep every slice break (no brain extent)
+                    LOGGER.warning("detectors: registering %s failed: %s", futures[future], exc)
+        write_json_atomic(path, cached)
+    return {src: cached[key] for src, key in keys.items() if key in cached}
+
+
+def _detector_job(job, only=None, template_to_t1w=None, template_id=None):
+    from ..detectors import brain_voxels, scores
 
     img, _ = native_image(job)
-    return scores(np.asarray(img.dataobj, np.float32), img.header.get_zooms()[:3], only=only)
+    brain = None
+    if template_to_t1w is not None:
+        brain = brain_voxels(img.affine, template_to_t1w, _template(template_id).mask)
+    return scores(np.asarray(img.dataobj, np.float32), img.header.get_zooms()[:3], only=only, brain=brain)
 
 
-def detector_table(jobs, cache_dir, nprocs=2):
+def detector_table(jobs, cache_dir, nprocs=2, template_id="MNI152NLin6Asym"):
     """Native-space scores (bidsqc.detectors.FEATURES) of jobs or manifest rows (each with a
     ``key``), cached in ``cache_dir``/detectors.tsv; returns {key: {feature: score}}. A
     cached row that lacks some current scores (written by an older version) keeps the ones
     it has and gets only the missing ones computed; a score whose definition changed since
-    (bidsqc.detectors.FEATURE_VERSIONS) has a new column, so an old value is never reused."""
-    from ..detectors import FEATURES, feature_column
+    (bidsqc.detectors.FEATURE_VERSIONS) has a new column, so an old value is never reused.
+    The scores that need the registered brain (bidsqc.detectors.REGISTERED) are given the
+    ``template_id`` brain as the source scan's registration (``registration_table``) maps it
+    into each volume, as inference gives it; a volume whose source failed to register gets
+    none of them (and so is left out)."""
+    from ..detectors import FEATURES, REGISTERED, feature_column
 
     columns = {f: feature_column(f) for f in FEATURES}  # a score whose definition changed is recomputed
     path = Path(cache_dir) / "detectors.tsv"
@@ -182,8 +229,11 @@ def detector_table(jobs, cache_dir, nprocs=2):
                 writer.writerow([key] + [values.get(f, "") for f in FEATURES])
         os.replace(tmp, path)
 
+    needed = {key: [f for f in FEATURES if f not in table.get(key, {})] for key in todo}
+    moves = registration_table([job["source_file"] for key, job in todo.items()
+                                if set(REGISTERED) & set(needed[key])], cache_dir, template_id, nprocs=nprocs)
     with ProcessPoolExecutor(max_workers=max(1, nprocs)) as pool:
-        futures = {pool.submit(_detector_job, job, [f for f in FEATURES if f not in table.get(key, {})]): key
+        futures = {pool.submit(_detector_job, job, needed[key], moves.get(job["source_file"]), template_id): key
                    for key, job in todo.items()}
         for i, future in enumerate(futures, 1):
             key = futures[future]

@@ -374,7 +374,8 @@ def calibrate_detectors(jobs, table, n_clean_variants=2):
     from ..detectors import DETECTORS, calibrate
 
     clean = [table[j["key"]] for j in jobs if j["label"] == 0.0 and j["key"] in table]
-    entry = {"space": "the conformed (RAS) image on its own voxel grid, before registration",
+    entry = {"space": "the conformed (RAS) image on its own voxel grid, before registration; the slice score "
+                      "leaves out a cut into zero-filled end planes outside the registered template brain",
              "clean": f"each good training scan, {n_clean_variants} clean variations with raw-scan noise and "
                       "one resliced with a 1.1-1.6 times coarser axis",
              "artifact": "the severe simulated version of each good training scan",
@@ -448,8 +449,8 @@ def add_detectors(model_dir, scans, cache_dir, seed=0, n_clean_variants=2, nproc
     calibrate the detectors and fit the artifact naming, and store both in the model card
     of ``model_dir``."""
     jobs = native_plan(scans, seed=seed, n_clean_variants=n_clean_variants)
-    table = detector_table(jobs, cache_dir, nprocs=nprocs)
     card = read_card(model_dir)
+    table = detector_table(jobs, cache_dir, nprocs=nprocs, template_id=card["input"]["template"])
     card["detectors"] = calibrate_detectors(jobs, table, n_clean_variants=n_clean_variants)
     write_json_atomic(Path(model_dir) / CARD_NAME, card)
     card["naming"] = fit_naming(model_dir, scans, cache_dir, jobs, table, seed=seed,
