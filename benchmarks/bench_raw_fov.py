@@ -15,8 +15,16 @@ change, drawn with ``--seed``:
   by 10 mm, in front of y = 20 mm and below z = 20 mm in template space, mapped into the
   scan by its registration.
 
+and, as a check that a real cut is still seen, one kind that is an artifact:
+
+- ``cut``: the field of view's upper edge lowered to a random 10-35 mm below the top
+  of the brain (cropped, as a scan whose field of view ends inside the brain, not
+  zero-filled as the simulator's missing coverage); drawn from its own generator, so the
+  other kinds' draws do not depend on it.
+
 Prints each variant's verdict and reason, and the fail and uncertain rates per kind
-(``deface`` draws nothing, so each head has one defaced variant).
+(``deface`` draws nothing, so each head has one defaced variant); for ``cut`` also
+how many are named ``missing_coverage``. ``all_varied`` sums the clean kinds only.
 
     python benchmarks/bench_raw_fov.py [--holdout build/split/holdout.tsv] [--draws 2] [--seed 2024]
 """
@@ -44,7 +52,9 @@ from bidsqc.preprocessing.register import register_affine  # noqa: E402
 from bidsqc.preprocessing.templates import get_template  # noqa: E402
 
 KINDS = ("tight", "neck", "pad", "deface")
+CUT_KIND = "cut"
 NECK_MARGIN_MM = 10.0
+BRAIN_CUT_MM = (10.0, 35.0)
 PAD_MM = 30.0
 FACE_DILATE_MM, FACE_Y_MM, FACE_Z_MM = 10.0, 20.0, 20.0
 
@@ -100,6 +110,14 @@ def vary(img, kind, rng, brain_distance, face):
     if kind == "deface":
         out = np.where(face, 0, data).astype(np.float32)
         return nib.Nifti1Image(out, img.affine), {"face_voxels": int(face.sum())}
+    if kind == CUT_KIND:
+        brain_rows = np.flatnonzero((brain_distance <= 0).any(axis=(0, 1)))
+        if not brain_rows.size:
+            raise ValueError("the registered template brain is not inside the scan")
+        depth = float(rng.uniform(*BRAIN_CUT_MM))
+        top = int(brain_rows[-1] - round(depth / zooms[2]))
+        return crop(img, [0, 0, 0], [shape[0] - 1, shape[1] - 1, top]), {"cut_mm": round(depth, 1),
+                                                                         "brain_top_voxel": int(brain_rows[-1])}
     raise ValueError(kind)
 
 
@@ -123,6 +141,7 @@ def main():
         sys.exit(f"{args.holdout}: no raw_head rows")
     template = get_template(read_card(args.model)["input"]["template"], allow_fallback=False)
     rng = np.random.default_rng(args.seed)
+    cut_rng = np.random.default_rng([args.seed, 1])
     bids = args.out / "bids"
     truth = {}
     for h, source in enumerate(heads):
@@ -135,6 +154,7 @@ def main():
         # defacing draws nothing: one variant of it
         variants = [("original", img, {})] + [(f"{kind}{d}",) + vary(img, kind, rng, distance, face) for kind in KINDS
                                               for d in range(1 if kind == "deface" else args.draws)]
+        variants += [(f"{CUT_KIND}{d}",) + vary(img, CUT_KIND, cut_rng, distance, face) for d in range(args.draws)]
         for name, variant, params in variants:
             subject = f"h{h}{name}"
             path = bids / f"sub-{subject}" / "anat" / f"sub-{subject}_T1w.nii.gz"
@@ -155,18 +175,22 @@ def main():
         row = rows.get(subject, {})
         results.append(dict(info, subject=subject, qc=row.get("qc", "missing"), p_bad=row.get("p_bad"),
                             reason=row.get("reason"), likely_artifact=row.get("likely_artifact")))
-        print(f"  {info['head'][:40]:<41}{info['variant']:<10}{row.get('qc', 'missing'):<10}"
-              f"{row.get('p_bad', 'n/a'):>7}  {row.get('reason', '')}")
+        print(f"  {info['head'][:40]:<41}{info['variant']:<11}{row.get('qc', 'missing'):<10}"
+              f"{row.get('p_bad', 'n/a'):>7}  {row.get('likely_artifact', ''):<17}{row.get('reason', '')}")
     summary = {}
-    for kind in ("original",) + KINDS:
+    for kind in ("original",) + KINDS + (CUT_KIND,):
         verdicts = [r["qc"] for r in results if r["variant"].rstrip("0123456789") == kind]
         summary[kind] = {"n": len(verdicts), "failed": verdicts.count("fail"),
                          "uncertain": verdicts.count("uncertain"), "errors": verdicts.count("error")}
-    varied = [r["qc"] for r in results if r["variant"] != "original"]
+    summary[CUT_KIND]["named_missing_coverage"] = sum(
+        r["likely_artifact"] == "missing_coverage" for r in results if r["variant"].startswith(CUT_KIND))
+    varied = [r["qc"] for r in results if r["variant"] != "original" and not r["variant"].startswith(CUT_KIND)]
     summary["all_varied"] = {"n": len(varied), "failed": varied.count("fail"), "uncertain": varied.count("uncertain"),
                              "errors": varied.count("error")}
     for kind, s in summary.items():
-        print(f"  {kind:<11} {s['n']:>3} scans: {s['failed']} failed, {s['uncertain']} uncertain, {s['errors']} errors")
+        named = f", {s['named_missing_coverage']} named missing_coverage" if kind == CUT_KIND else ""
+        print(f"  {kind:<11} {s['n']:>3} scans: {s['failed']} failed, {s['uncertain']} uncertain, "
+              f"{s['errors']} errors{named}")
     write_json_atomic(args.out / "bench_raw_fov.json", {"seed": args.seed, "draws": args.draws,
                                                         "summary": summary, "results": results})
     print(f"full report: {args.out / 'bench_raw_fov.json'}")
