@@ -181,7 +181,7 @@ def registration_table(source_files, cache_dir, template_id, nprocs=2):
             for future in futures:
                 try:
                     cached[keys[futures[future]]] = future.result()
-                except Exception as exc:  # its volumes keep every slice break (no brain extent)
+                except Exception as exc:  # its volumes get no registered scores, and are left out
                     LOGGER.warning("detectors: registering %s failed: %s", futures[future], exc)
         write_json_atomic(path, cached)
     return {src: cached[key] for src, key in keys.items() if key in cached}
