@@ -319,3 +319,38 @@ def test_a_cache_from_an_older_version_gets_only_its_missing_scores(stripped_t1w
     fresh_cache = tmp_path / "new" / "cache"
     assert detector_table([job], fresh_cache, nprocs=1)["scan"]["thick_slices"] == fresh["thick_slices"]
     assert (fresh_cache / "detectors.tsv").is_file()
+
+
+def test_the_registered_scores_of_a_cache_use_the_source_scans_registration(stripped_t1w, nlin6, tmp_path):
+    """detector_table gives the slice and uncovered scores the template brain as the source
+    scan's registration maps it (registered once, kept in registrations.json): a cached
+    transform is used as it is, and a simulated version of the scan shares it."""
+    import json
+
+    from bidsqc.model.dataset import detector_table, file_checksum, registration_table
+    from bidsqc.preprocessing.conform import conform, load_image
+
+    job = {"key": "scan", "subject": "sub-01", "source_file": str(stripped_t1w), "variant": "original",
+           "artifact": "none", "severity": "none", "label": 0.0, "seed": None}
+    moves = registration_table([str(stripped_t1w)], tmp_path, "MNI152NLin6Asym", nprocs=1)
+    cached = json.loads((tmp_path / "registrations.json").read_text())
+    assert list(cached) == [f"MNI152NLin6Asym:{file_checksum(stripped_t1w)}"]
+    img, _ = conform(load_image(stripped_t1w))
+    data, zooms = np.asarray(img.dataobj, np.float32), img.header.get_zooms()[:3]
+    brain = brain_voxels(img.affine, moves[str(stripped_t1w)], nlin6.mask)
+    table = detector_table([job], tmp_path, nprocs=1)
+    assert table["scan"]["uncovered"] == uncovered_score(data, brain) < 0.05
+    assert table["scan"]["bad_slices"] == slice_score(data, zooms, extent=brain_extent(brain))
+    # a transform in the cache is taken as it is: one that moves the brain 200 mm up leaves it all uncovered
+    key = next(iter(cached))
+    moved = np.asarray(cached[key])
+    moved[2, 3] += 200.0
+    (tmp_path / "registrations.json").write_text(json.dumps({key: moved.tolist()}))
+    (tmp_path / "detectors.tsv").unlink()
+    assert detector_table([job], tmp_path, nprocs=1)["scan"]["uncovered"] == 1.0
+    # a missing-coverage version of the scan is scored with its source's registration
+    cut = dict(job, key="cut", variant="missing_coverage", artifact="missing_coverage", severity="severe",
+               params=json.dumps({"axis": 2, "side": "high", "fraction": 0.3}))
+    (tmp_path / "registrations.json").write_text(json.dumps(cached))
+    (tmp_path / "detectors.tsv").unlink()
+    assert detector_table([job, cut], tmp_path, nprocs=1)["cut"]["uncovered"] > table["scan"]["uncovered"] + 0.1
