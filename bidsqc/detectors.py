@@ -339,12 +339,17 @@ def thick_score(data, zooms=(1.0, 1.0, 1.0), head=None):
     return round(float(best), 4)
 
 
-def _data_ends(data, axis):
-    """(first, last) plane along ``axis`` holding any non-zero voxel: the planes beyond them
+def _data_ends(data):
+    """Per axis, the (first, last) plane holding any non-zero voxel: the planes beyond them
     are zero-filled (padding, or a slab cut away to the array edge); None for an empty image."""
-    other = tuple(a for a in range(3) if a != axis)
-    filled = np.flatnonzero(np.any(data != 0, axis=other))
-    return (int(filled[0]), int(filled[-1])) if filled.size else None
+    nonzero = data != 0
+    if not nonzero.any():
+        return None
+    ends = []
+    for axis in range(3):
+        filled = np.flatnonzero(nonzero.any(axis=tuple(a for a in range(3) if a != axis)))
+        ends.append((int(filled[0]), int(filled[-1])))
+    return ends
 
 
 def brain_voxels(img_affine, template_to_t1w, template_mask):
@@ -369,12 +374,12 @@ def uncovered_score(data, brain):
     zero padding); 0 to 1."""
     data = _as_volume(data)
     brain = np.asarray(brain)
+    ends = _data_ends(data)
+    if ends is None:
+        return 1.0
     outside = np.zeros(brain.shape[1], bool)
-    for axis in range(3):
-        ends = _data_ends(data, axis)
-        if ends is None:
-            return 1.0
-        outside |= (brain[axis] < ends[0] - 0.5) | (brain[axis] > ends[1] + 0.5)
+    for axis, (first, last) in enumerate(ends):
+        outside |= (brain[axis] < first - 0.5) | (brain[axis] > last + 0.5)
     return round(float(outside.mean()), 4) if outside.size else 0.0
 
 
@@ -392,6 +397,7 @@ def slice_score(data, zooms=(1.0, 1.0, 1.0), head=None, extent=None):
     if head is None:
         return 0.0
     best = 0.0
+    ends = _data_ends(data) if extent is not None else None
     for axis in range(3):
         lead, lag = _pair_slices(axis)
         pair = head[lead] | head[lag]  # either slice: a dropped slab leaves the head mask
@@ -408,11 +414,10 @@ def slice_score(data, zooms=(1.0, 1.0, 1.0), head=None, extent=None):
         k = max(3, int(round(SLICE_WINDOW_MM / float(zooms[axis]))))
         median = ndimage.median_filter(filled, size=2 * k + 1, mode="nearest")
         counted = used.copy()
-        ends = _data_ends(data, axis) if extent is not None else None
         if ends is not None:
             low, high = extent[axis]
             # pair i joins planes i and i + 1: the cut lies between them, at i + 0.5
-            for i in (ends[0] - 1, ends[1]):
+            for i in (ends[axis][0] - 1, ends[axis][1]):
                 if 0 <= i < counted.size and not low < i + 0.5 < high:
                     counted[i] = False
         if not counted.any():

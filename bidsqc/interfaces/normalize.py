@@ -10,8 +10,8 @@ from ..model.card import read_card
 from ..preprocessing.register import read_itk_affine
 from ..preprocessing.pipeline import to_model_grid
 from ..preprocessing.resample import zscore
+from ..preprocessing.templates import cached_template
 from .base import QCInputSpec, QCInterface, QCOutputSpec
-from .register import cached_template
 
 
 class _NormalizeInputSpec(QCInputSpec):

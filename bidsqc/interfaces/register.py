@@ -1,7 +1,6 @@
 """RegisterToTemplate: affine registration to the template (bidsqc.preprocessing.register)."""
 
 import os
-from functools import lru_cache
 
 import nibabel as nib
 import numpy as np
@@ -9,14 +8,8 @@ from nipype.interfaces.base import traits
 
 from ..detectors import REGISTERED, brain_voxels, scores
 from ..preprocessing.register import register_affine, write_itk_affine
-from ..preprocessing.templates import get_template
+from ..preprocessing.templates import cached_template
 from .base import QCInputSpec, QCInterface, QCOutputSpec
-
-
-@lru_cache(maxsize=4)
-def cached_template(template_id):
-    """One template load per process (Nipype workers are reused across scans)."""
-    return get_template(template_id)
 
 
 class _RegisterInputSpec(QCInputSpec):
@@ -40,7 +33,9 @@ class RegisterToTemplate(QCInterface):
 
     def _stage(self, info, cwd):
         template = cached_template(self.inputs.template)
-        img = nib.load(self.inputs.in_file)
+        loaded = nib.load(self.inputs.in_file)
+        data = np.asarray(loaded.dataobj, np.float32)  # read once: the registration and the scores use it
+        img = nib.Nifti1Image(data, loaded.affine, loaded.header)
         matrix, reg_info = register_affine(img, template)
         out_file = os.path.join(cwd, "from-T1w_to-template_xfm.txt")
         write_itk_affine(matrix, out_file)
@@ -52,5 +47,5 @@ class RegisterToTemplate(QCInterface):
             # planes counts only where it passes through the brain) and the uncovered share of the brain
             brain = brain_voxels(img.affine, matrix, template.mask)
             reg_info["detector_scores"] = dict(info["detector_scores"], **scores(
-                np.asarray(img.dataobj, np.float32), img.header.get_zooms()[:3], only=REGISTERED, brain=brain))
+                data, img.header.get_zooms()[:3], only=REGISTERED, brain=brain))
         return reg_info

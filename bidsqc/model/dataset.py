@@ -12,7 +12,6 @@ import json
 import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -149,20 +148,14 @@ def native_image(job):
     return apply_artifact(img, job["artifact"], params), params
 
 
-@lru_cache(maxsize=2)
-def _template(template_id):
-    from ..preprocessing.templates import get_template
-
-    return get_template(template_id)
-
-
 def _registration_job(source_file, template_id):
     """template -> scan affine (4x4 list) of a source scan as conformed, as inference registers it."""
     from ..preprocessing.conform import conform, load_image
     from ..preprocessing.register import register_affine
+    from ..preprocessing.templates import cached_template
 
     img, _ = conform(load_image(source_file), name=source_file)
-    matrix, _ = register_affine(img, _template(template_id))
+    matrix, _ = register_affine(img, cached_template(template_id))
     return np.round(matrix, 6).tolist()
 
 
@@ -189,11 +182,12 @@ def registration_table(source_files, cache_dir, template_id, nprocs=2):
 
 def _detector_job(job, only=None, template_to_t1w=None, template_id=None):
     from ..detectors import brain_voxels, scores
+    from ..preprocessing.templates import cached_template
 
     img, _ = native_image(job)
     brain = None
     if template_to_t1w is not None:
-        brain = brain_voxels(img.affine, template_to_t1w, _template(template_id).mask)
+        brain = brain_voxels(img.affine, template_to_t1w, cached_template(template_id).mask)
     return scores(np.asarray(img.dataobj, np.float32), img.header.get_zooms()[:3], only=only, brain=brain)
 
 

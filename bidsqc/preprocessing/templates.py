@@ -12,6 +12,7 @@ cache, unknown template), bidsqc falls back, with a warning naming the fallback,
 import logging
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import nibabel as nib
@@ -100,3 +101,10 @@ def get_template(template_id=SHIPPED_ID, allow_fallback=True, use_shipped=True):
             return template
         raise RuntimeError(f"template {template_id}: TemplateFlow could not deliver it ({reason}) and no "
                            "fallback template is installed")
+
+
+@lru_cache(maxsize=4)
+def cached_template(template_id):
+    """``get_template(template_id)``, loaded once per process (Nipype workers and dataset
+    builders are reused across scans)."""
+    return get_template(template_id)
