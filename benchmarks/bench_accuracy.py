@@ -86,6 +86,10 @@ def summarise(results, seconds):
     mild = [r for r in results if r["severity"] == "mild"]
     severe = [r for r in results if r["severity"] == "severe"]
     p = lambda rows: np.array([r["p_bad"] for r in rows])  # noqa: E731
+
+    def top1(rows):
+        return round(float(np.mean([r["top_artifact"] == r["artifact"] for r in rows])), 4) if rows else None
+
     by_artifact = {a: [r for r in severe if r["artifact"] == a] for a in ARTIFACTS}
     by_artifact = {a: rows for a, rows in by_artifact.items() if rows}
     out = {
@@ -100,6 +104,9 @@ def summarise(results, seconds):
         if severe else None,
         "per_artifact_top1_severe": {a: round(float(np.mean([r["top_artifact"] == a for r in rows])), 3)
                                      for a, rows in by_artifact.items()},
+        # the borderline scans a user is sent to look at: is the named reason right?
+        "artifact_top1_mild": top1(mild),
+        "artifact_top1_mild_flagged": top1([r for r in mild if r["qc"] != "pass"]),
         "per_artifact_auc_severe": {a: round(auc(p(clean), p(rows)), 3) for a, rows in by_artifact.items()},
         "per_artifact_severe_detected": {a: round(float(np.mean([r["qc"] == "fail" for r in rows])), 3)
                                          for a, rows in by_artifact.items()},
@@ -218,6 +225,8 @@ def main():
     print(f"  clean scans uncertain             {h.get('clean_uncertain_rate')}")
     print(f"  severe scans failed               {h.get('severe_detected_rate')}")
     print(f"  per-artifact top-1 (severe)       {h.get('per_artifact_top1_severe')}")
+    print(f"  artifact top-1 on mild            {h.get('artifact_top1_mild')} (on the mild scans not passed: "
+          f"{h.get('artifact_top1_mild_flagged')})")
     print(f"  per-artifact failed (severe)      {h.get('per_artifact_severe_detected')}")
     print(f"  per-artifact AUC clean vs severe  {h.get('per_artifact_auc_severe')}")
     if "network_only" in h:

@@ -231,7 +231,8 @@ def _run_workflow(args, todo, output_dir, model_dir, provenance, plugin, plugin_
                 fresh = False
         if not fresh:
             record = {"source_file": scan["source_file"], "qc": "error",
-                      "error": f"workflow: no result was written for this scan (a node crashed); see {work_dir / 'crash'}",
+                      "error": "workflow: no result was written for this scan (a node crashed); see "
+                               f"{work_dir / 'crash'}",
                       "model_id": provenance["model_id"], "input_sha256": scan["input_sha256"],
                       "provenance": provenance}
             atomic_write_text(qc_json, json.dumps(record, indent=2) + "\n")

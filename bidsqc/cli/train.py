@@ -49,8 +49,10 @@ def main(argv=None):
             return 2
         print(f"detectors calibrated into {args.out}: " + ", ".join(
             f"{name} threshold {card['detectors'][name]['threshold']}" for name in DETECTORS))
-        print(f"artifact naming: top-1 {card['naming']['cv_top1']} (grouped CV on {card['naming']['n_volumes']} "
-              f"training volumes; the network's heads alone {card['naming']['network_top1']})")
+        naming = card["naming"]
+        by_severity = ", ".join(f"{k} {v}" for k, v in naming.get("cv_top1_by_severity", {}).items())
+        print(f"artifact naming: top-1 {naming['cv_top1']} (grouped CV on {naming['n_volumes']} training volumes"
+              + (f"; {by_severity}" if by_severity else "") + f"; the network's heads alone {naming['network_top1']})")
         return 0
     train_ensemble(scans, args.out, cache, template_id=args.template, folds=args.folds, epochs=args.epochs,
                    batch_size=args.batch_size, mixup_alpha=args.mixup_alpha, loss=args.loss,

@@ -63,6 +63,23 @@ def plan_variants(scans, n_clean_variants=2, severities=("mild", "severe"), p_se
     return jobs
 
 
+def naming_mild_jobs(scans, seed=0, artifacts=ARTIFACTS):
+    """One mild version of every artifact per good scan, for fitting the artifact naming
+    (``bidsqc.model.train.fit_naming``) on the borderline scans that users are sent to look
+    at, not only on severe ones; never used to train the network or calibrate a detector.
+    Drawn from their own generator (``[seed, 2]``), so the training plan keeps its seeds."""
+    rng = np.random.default_rng([seed, 2])
+    jobs = []
+    for scan in scans:
+        if scan.get("label", "good") == "bad":
+            continue
+        for artifact in artifacts:
+            jobs.append({"subject": scan["subject"], "source_file": str(scan["source_file"]),
+                         "variant": f"{artifact}-mild", "artifact": artifact, "severity": "mild", "label": 1.0,
+                         "seed": int(rng.integers(2 ** 31))})
+    return jobs
+
+
 def add_moves(jobs, p, seed=0):
     """With ``p`` > 0 (``bidsqc-train --registration-jitter``), give each job but the
     subjects' ``original`` volumes, with probability ``p``, a ``move_seed``: the job's scan is
@@ -263,11 +280,13 @@ def _run_job(job, cache_dir):
 def build_dataset(scans, cache_dir, template_id, grid_shape, grid_affine, input_mask,
                   n_clean_variants=2, seed=0, nprocs=2, p_severe=0.6, every_severity=False,
                   artifacts=ARTIFACTS, severities=("mild", "severe"), raw_scan_variation=False,
-                  skip_artifacts=(), move_p=0.0):
+                  skip_artifacts=(), move_p=0.0, naming_mild=False):
     """Build (or resume) the cached training set for ``scans`` (dicts with subject,
     source_file and optional label/artifact); returns the manifest rows. ``move_p``: see
     ``add_moves``. ``skip_artifacts``
-    leaves those jobs out after planning, so the other volumes keep their seeds and cache keys."""
+    leaves those jobs out after planning, so the other volumes keep their seeds and cache keys.
+    ``naming_mild`` adds the ``naming_mild_jobs`` after the plan (their moves drawn after
+    the plan's, so the plan's volumes keep their cache keys)."""
     cache_dir = Path(cache_dir)
     (cache_dir / "volumes").mkdir(parents=True, exist_ok=True)
     # volumes depend on the grid, the input mask and the pre-smoothing: all enter every cache key
@@ -278,6 +297,8 @@ def build_dataset(scans, cache_dir, template_id, grid_shape, grid_affine, input_
     jobs = plan_variants(scans, n_clean_variants=n_clean_variants, seed=seed, p_severe=p_severe,
                          every_severity=every_severity, artifacts=artifacts, severities=severities,
                          raw_scan_variation=raw_scan_variation)
+    if naming_mild:
+        jobs += naming_mild_jobs(scans, seed=seed, artifacts=artifacts)
     jobs = add_moves(jobs, move_p, seed)
     jobs = assign_keys([job for job in jobs if job["artifact"] not in skip_artifacts], signature)
     manifest_path = cache_dir / "manifest.tsv"

@@ -39,11 +39,13 @@ def feature_vector(p_artifacts, native_scores, artifacts):
     return np.concatenate([np.log(p / (1 - p)), native])
 
 
-def fit(p_artifacts, native_scores, labels, groups, artifacts):
+def fit(p_artifacts, native_scores, labels, groups, artifacts, severities=None):
     """Fit the naming model on artifact volumes. ``p_artifacts``: (n, len(artifacts))
     out-of-fold network probabilities; ``native_scores``: n dicts of FEATURES; ``labels``:
     the artifact of each; ``groups``: subjects, for a grouped cross-validated top-1 that the
-    card reports next to the network heads' own. Returns the model card's ``naming`` entry."""
+    card reports next to the network heads' own; ``severities`` (optional, n): the
+    cross-validated top-1 is also reported per severity. Returns the model card's ``naming``
+    entry."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GroupKFold
 
@@ -63,13 +65,14 @@ def fit(p_artifacts, native_scores, labels, groups, artifacts):
         return model, mean, scale
 
     n_splits = min(5, len(set(groups)))
-    cv_hits = []
+    cv_hits, cv_rows = [], []
     if n_splits >= 2:
         for fit_rows, test_rows in GroupKFold(n_splits=n_splits).split(x, y, groups):
             if len(set(y[fit_rows])) < 2:
                 continue
             model, mean, scale = train(fit_rows)
             cv_hits += list(model.predict((x[test_rows] - mean) / scale) == y[test_rows])
+            cv_rows += list(test_rows)
     network_hits = [artifacts[int(np.argmax(p))] == label for p, label in zip(p_artifacts, y)]
     model, mean, scale = train(np.arange(len(y)))
     return {"method": "multinomial logistic regression (C=%g) on standardised features, fit on out-of-fold "
@@ -79,6 +82,10 @@ def fit(p_artifacts, native_scores, labels, groups, artifacts):
             "coef": np.round(model.coef_, 6).tolist(), "intercept": np.round(model.intercept_, 6).tolist(),
             "n_volumes": int(len(y)), "n_subjects": int(len(set(groups))),
             "cv_top1": round(float(np.mean(cv_hits)), 4) if cv_hits else None,
+            **({"cv_top1_by_severity": {str(s): round(float(np.mean([h for h, r in zip(cv_hits, cv_rows)
+                                                                      if severities[r] == s])), 4)
+                                        for s in sorted(set(severities[r] for r in cv_rows))}}
+               if severities is not None and cv_hits else {}),
             "network_top1": round(float(np.mean(network_hits)), 4)}
 
 

@@ -28,7 +28,8 @@ from ..preprocessing.pipeline import (DEFAULT_SHAPE, DEFAULT_SPACING_MM, PRESMOO
                                       make_input_mask)
 from ..preprocessing.resample import zscore
 from .card import CARD_NAME, MASK_NAME, ModelCardError, read_card, write_json_atomic
-from .dataset import build_dataset, detector_table, file_checksum, load_volumes, assign_keys, plan_variants
+from .dataset import (assign_keys, build_dataset, detector_table, file_checksum, load_volumes, naming_mild_jobs,
+                      plan_variants)
 from .ensemble import UNCERTAIN_HALF_WIDTH_LOGIT, uncertain_band
 from .geometry import JITTER_RANGES, SPATIAL_ORDER, SPATIAL_RANGES, jitter_move, random_affine, spatial_transform
 
@@ -358,13 +359,14 @@ def native_plan(scans, seed=0, n_clean_variants=2):
     ``n_clean_variants`` clean variations with raw-scan noise and sharpening, one resliced
     with a coarser axis (a clean anisotropic acquisition), and the severe version of every
     artifact, drawn with the training plan's seeds (so with ``--exclude-mild`` they are the
-    training volumes themselves)."""
+    training volumes themselves). The mild version of every artifact (``naming_mild_jobs``)
+    is scored too, for the artifact naming only."""
     jobs = plan_variants(scans, n_clean_variants=n_clean_variants, severities=("severe",), seed=seed,
                          artifacts=ARTIFACTS, raw_scan_variation=True)
     rng = np.random.default_rng([seed, 1])  # its own stream: the other jobs keep the training plan's seeds
     for job in [j for j in jobs if j["variant"] == "original"]:
         jobs.append(dict(job, variant="anisotropic0", artifact="anisotropic", seed=int(rng.integers(2 ** 31))))
-    return assign_keys(jobs, "native")
+    return assign_keys(jobs + naming_mild_jobs(scans, seed=seed), "native")
 
 
 def calibrate_detectors(jobs, table, n_clean_variants=2):
@@ -383,7 +385,8 @@ def calibrate_detectors(jobs, table, n_clean_variants=2):
                      "its low/high at the uncertain band, 0 below low); p_bad is the largest of the "
                      "network's and the detectors'"}
     for name in DETECTORS:
-        bad = [table[j["key"]][name] for j in jobs if j["artifact"] == name and j["key"] in table]
+        bad = [table[j["key"]][name] for j in jobs
+               if j["artifact"] == name and j["severity"] == "severe" and j["key"] in table]
         entry[name] = calibrate([c[name] for c in clean], bad)
         LOGGER.info("detector %s: threshold %.4g (clean up to %.4g, artifact from %.4g); training "
                     "sensitivity %.3f, specificity %.3f", name, entry[name]["threshold"], entry[name]["low"],
@@ -410,8 +413,8 @@ def out_of_fold_artifacts(ensemble, rows, volumes):
 
 
 def fit_naming(model_dir, scans, cache_dir, jobs, table, seed=0, n_clean_variants=2, nprocs=2):
-    """Fit the artifact naming (bidsqc.model.naming) on the severe artifact volumes of the
-    ``native_plan``: their native scores from ``table`` and the out-of-fold probabilities
+    """Fit the artifact naming (bidsqc.model.naming) on the artifact volumes, severe and
+    mild, of the ``native_plan``: their native scores from ``table`` and the out-of-fold probabilities
     of the ensemble in ``model_dir`` on their preprocessed volumes (built into ``cache_dir``
     where the training did not already). Returns the model card's ``naming`` entry."""
     from .ensemble import Ensemble
@@ -429,7 +432,7 @@ def fit_naming(model_dir, scans, cache_dir, jobs, table, seed=0, n_clean_variant
                             ensemble.grid_affine, ensemble.mask, n_clean_variants=n_clean_variants, seed=seed,
                             nprocs=nprocs, severities=("severe",),
                             raw_scan_variation=bool(training.get("raw_scan_variation", False)),
-                            move_p=jitter.get("p", 0.0))
+                            move_p=jitter.get("p", 0.0), naming_mild=True)
     native = {(j["subject"], j["variant"]): j["key"] for j in jobs if j["artifact"] in ARTIFACTS}
     rows = [r for r in rows if r["artifact"] in ARTIFACTS and native.get((r["subject"], r["variant"])) in table]
     volumes = load_volumes(cache_dir, rows)
@@ -438,9 +441,11 @@ def fit_naming(model_dir, scans, cache_dir, jobs, table, seed=0, n_clean_variant
     if not keep:
         raise ValueError("no training volume has an out-of-fold prediction to fit the artifact naming on")
     entry = fit(p_art[keep], [table[native[(rows[i]["subject"], rows[i]["variant"])]] for i in keep],
-                [rows[i]["artifact"] for i in keep], [rows[i]["subject"] for i in keep], ensemble.artifacts)
-    LOGGER.info("artifact naming: top-1 %s (grouped CV on %d training volumes) against the network heads' %.3f",
-                entry["cv_top1"], entry["n_volumes"], entry["network_top1"])
+                [rows[i]["artifact"] for i in keep], [rows[i]["subject"] for i in keep], ensemble.artifacts,
+                severities=[rows[i]["severity"] for i in keep])
+    LOGGER.info("artifact naming: top-1 %s (grouped CV on %d training volumes; %s by severity) against the network "
+                "heads' %.3f", entry["cv_top1"], entry["n_volumes"], entry.get("cv_top1_by_severity"),
+                entry["network_top1"])
     return entry
 
 

@@ -34,6 +34,11 @@ def test_naming_learns_what_the_native_scores_tell_apart():
     assert entry["features"] == feature_names(ARTIFACTS)
     assert entry["network_top1"] == pytest.approx(1 / 3, abs=1e-3)  # the heads name everything gibbs
     assert entry["cv_top1"] >= 0.95 and entry["n_subjects"] == 12
+    assert "cv_top1_by_severity" not in entry
+    severities = ["mild" if i % 2 else "severe" for i in range(len(labels))]
+    by_severity = fit(p, native, labels, groups, ARTIFACTS, severities=severities)["cv_top1_by_severity"]
+    assert set(by_severity) == {"mild", "severe"}
+    assert entry["cv_top1"] == pytest.approx((by_severity["mild"] + by_severity["severe"]) / 2, abs=1e-3)
     test_p, test_native, test_labels, _ = _volumes(np.random.default_rng(1), n_subjects=3)
     for probs, score, label in zip(test_p, test_native, test_labels):
         name, probabilities = name_artifact(entry, dict(zip(ARTIFACTS, probs)), score, ARTIFACTS)

@@ -18,11 +18,12 @@ from bidsqc.artifacts import ARTIFACTS
 from bidsqc.cli.parser import get_train_parser
 from bidsqc.detectors import DETECTORS, FEATURES
 from bidsqc.model.card import ModelCardError, read_card
-from bidsqc.model.dataset import _job_key, add_moves, assign_keys, build_dataset, plan_variants
+from bidsqc.model.dataset import _job_key, add_moves, assign_keys, build_dataset, naming_mild_jobs, plan_variants
 from bidsqc.model.ensemble import DEFAULT_MODEL_DIR, Ensemble, band_half_width_logit, uncertain_band
 from bidsqc.model.geometry import JITTER_RANGES, SPATIAL_RANGES, jitter_move, spatial_transform
 from bidsqc.model.train import (SPATIAL_P, add_detectors, augment, brain_distance, choose_threshold,
-                                fit_naming, moved_backgrounds, read_labels, scalp_layers, train_ensemble)
+                                fit_naming, moved_backgrounds, native_plan, read_labels, scalp_layers,
+                                train_ensemble)
 from bidsqc.preprocessing.pipeline import PRESMOOTH_FWHM_MM
 from bidsqc.preprocessing.resample import zscore
 
@@ -71,9 +72,11 @@ def test_training_writes_a_complete_ensemble(tiny_ensemble):
         assert cal["n_clean"] == 6 and cal["n_artifact"] == 3  # 3 as they are, 3 resliced
         assert 0 < cal["low"] <= cal["threshold"] <= cal["high"]
     assert (folder.parent / "cache" / "detectors.tsv").is_file()
-    # the artifact naming is fit on the 30 severe volumes' out-of-fold predictions
+    # the artifact naming is fit on the out-of-fold predictions of the 30 severe volumes and
+    # of one mild version of each artifact per scan (the detectors above saw only the severe)
     naming = card["naming"]
-    assert naming["n_volumes"] == 30 and naming["n_subjects"] == 3
+    assert naming["n_volumes"] == 60 and naming["n_subjects"] == 3
+    assert set(naming["cv_top1_by_severity"]) == {"mild", "severe"}
     assert naming["artifacts"] == sorted(ARTIFACTS)
     assert np.asarray(naming["coef"]).shape == (len(ARTIFACTS), len(naming["features"]))
     assert 0 <= naming["cv_top1"] <= 1 and 0 <= naming["network_top1"] <= 1
@@ -364,6 +367,31 @@ def test_registration_jitter_moves_only_the_drawn_jobs_and_keeps_the_others_keys
     for job, base in zip(moved, plain):  # same artifact seeds; only the moved ones get new keys
         assert job["seed"] == base["seed"]
         assert (job["key"] != base["key"]) == ("move_seed" in job)
+
+
+def test_the_naming_mild_volumes_leave_the_planned_volumes_as_they_were(shared_data):
+    """The mild volumes the naming is also fit on come from their own seed stream: the
+    detector calibration's volumes and the training volumes (moves included) keep their
+    seeds and cache keys, so neither cache is rebuilt; a user-rated scan gets none."""
+    scans = [{"subject": f"sub-{s}", "source_file": str(shared_data / "ds002748" / f"sub-{s}_T1w.nii.gz")}
+             for s in ("01", "05")]
+    rated = {"subject": "sub-07", "source_file": str(shared_data / "ds002748" / "sub-07_T1w.nii.gz"),
+             "label": "bad", "artifact": "motion"}
+    mild = naming_mild_jobs(scans + [rated], seed=3)
+    assert [(j["subject"], j["artifact"]) for j in mild] == [(s["subject"], a) for s in scans for a in ARTIFACTS]
+    assert {j["severity"] for j in mild} == {"mild"} and len({j["variant"] for j in mild}) == len(ARTIFACTS)
+    native = native_plan(scans, seed=3, n_clean_variants=1)
+    before = assign_keys(plan_variants(scans, n_clean_variants=1, severities=("severe",), seed=3,
+                                       raw_scan_variation=True), "native")
+    assert [j["key"] for j in native[:len(before)]] == [j["key"] for j in before]
+    added = native[len(before):]
+    assert [j["artifact"] for j in added if j["severity"] != "mild"] == ["anisotropic"] * 2
+    assert [j["seed"] for j in added if j["severity"] == "mild"] == [j["seed"] for j in mild[:2 * len(ARTIFACTS)]]
+    assert not {j["seed"] for j in mild} & {j["seed"] for j in before}
+    plan = plan_variants(scans, n_clean_variants=1, severities=("severe",), seed=3)
+    moved = assign_keys(add_moves([dict(j) for j in plan], 0.8, seed=3), "grid")
+    with_mild = assign_keys(add_moves([dict(j) for j in plan] + naming_mild_jobs(scans, seed=3), 0.8, seed=3), "grid")
+    assert [j["key"] for j in with_mild[:len(moved)]] == [j["key"] for j in moved]
 
 
 def test_moved_rows_get_their_subjects_background_moved_with_them():
