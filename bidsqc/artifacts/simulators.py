@@ -223,16 +223,36 @@ def gibbs(data, axes, keep_fraction):
     return _image(k)
 
 
+def _coverage_cut(data, axis, side, fraction):
+    """(first, stop) voxel indices along ``axis`` of the ``fraction`` of the object's extent at ``side``."""
+    low, high = foreground_bbox(data)[axis]
+    cut = int(round(fraction * (high - low + 1)))
+    return (high - cut + 1, data.shape[axis]) if side == "high" else (0, low + cut)
+
+
 def missing_coverage(data, axis, side, fraction):
     """A cut slab: the ``fraction`` of the object's extent along ``axis`` at ``side``
     (``low`` or ``high``) is outside the field of view (zeroed)."""
-    low, high = foreground_bbox(data)[axis]
-    cut = int(round(fraction * (high - low + 1)))
+    first, stop = _coverage_cut(data, axis, side, fraction)
     out = data.copy()
     index = [slice(None)] * 3
-    index[axis] = slice(high - cut + 1, None) if side == "high" else slice(0, low + cut)
+    index[axis] = slice(first, stop)
     out[tuple(index)] = 0
     return out
+
+
+def coverage_crop(data, axis, side, fraction):
+    """Missing coverage as a scanner writes it: the same slab as ``missing_coverage``, cut
+    off the array instead of zeroed (a field of view placed too high or too low ends inside
+    the head). Returns (array, first kept voxel index along ``axis``)."""
+    first, stop = _coverage_cut(data, axis, side, fraction)
+    kept = (stop, data.shape[axis]) if side == "low" else (0, first)
+    if kept[1] - kept[0] < 8:
+        raise ValueError(f"missing coverage: cropping {fraction} of the head along axis {axis} leaves "
+                         f"{max(kept[1] - kept[0], 0)} slices")
+    index = [slice(None)] * 3
+    index[axis] = slice(*kept)
+    return data[tuple(index)].copy(), kept[0]
 
 
 def bad_slices(data, axis, starts, width, scale, mode="dropout"):
@@ -436,8 +456,11 @@ def apply_artifact(img, artifact, params):
         out = motion(data, zooms, **params)
     elif artifact in ("thick_slices",):
         out = thick_slices(data, zooms, **params)
-    elif artifact == "wraparound":
-        out, start = wraparound(data, **params)
+    elif artifact == "wraparound" or (artifact == "missing_coverage" and params.get("crop")):
+        if artifact == "wraparound":
+            out, start = wraparound(data, **params)
+        else:
+            out, start = coverage_crop(data, **{k: v for k, v in params.items() if k != "crop"})
         shift = np.zeros(4)
         shift[params["axis"]] = start
         shift[3] = 1
@@ -459,9 +482,14 @@ def apply_artifact(img, artifact, params):
     return nib.Nifti1Image(out.astype(np.float32), affine, hdr)
 
 
-def simulate(img, artifact, severity, rng):
-    """Corrupt ``img`` with ``artifact`` at ``severity``; returns (image, parameters)."""
+def simulate(img, artifact, severity, rng, crop=False):
+    """Corrupt ``img`` with ``artifact`` at ``severity``; returns (image, parameters).
+    ``crop`` (missing coverage only): cut the slab off the array (``coverage_crop``)."""
+    if crop and artifact != "missing_coverage":
+        raise ValueError(f"crop applies to missing_coverage only, not {artifact}")
     data = np.asarray(img.dataobj, dtype=np.float32)
     zooms = tuple(float(z) for z in np.sqrt((img.affine[:3, :3] ** 2).sum(axis=0)))
     params = sample_params(artifact, severity, rng, data, zooms)
+    if crop:
+        params["crop"] = True
     return apply_artifact(img, artifact, params), params

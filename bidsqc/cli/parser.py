@@ -150,4 +150,7 @@ def get_simulate_parser():
     parser.add_argument("--artifact", required=True, choices=ARTIFACTS)
     parser.add_argument("--severity", default="severe", choices=SEVERITIES)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--crop", action="store_true",
+                        help="with --artifact missing_coverage: cut the slab off the image (a field of view that "
+                             "ends inside the head, as a scanner writes it) instead of zero-filling it")
     return parser

@@ -14,12 +14,15 @@ def main(argv=None):
     from ..artifacts import simulate
     from ..preprocessing.conform import ConformError, conform, load_image
 
+    if args.crop and args.artifact != "missing_coverage":
+        print("bidsqc-simulate: error: --crop applies to --artifact missing_coverage only", file=sys.stderr)
+        return 2
     try:
         img, _ = conform(load_image(args.in_file), name=str(args.in_file))
-    except ConformError as exc:
+        out, params = simulate(img, args.artifact, args.severity, np.random.default_rng(args.seed), crop=args.crop)
+    except (ConformError, ValueError) as exc:
         print(f"bidsqc-simulate: error: {exc}", file=sys.stderr)
         return 2
-    out, params = simulate(img, args.artifact, args.severity, np.random.default_rng(args.seed))
     args.out_file.parent.mkdir(parents=True, exist_ok=True)
     nib.save(out, str(args.out_file))
     print(json.dumps({"artifact": args.artifact, "severity": args.severity, "seed": args.seed,

@@ -69,6 +69,32 @@ def test_missing_coverage_zeroes_a_slab():
     assert np.array_equal(out[:, :, :high - cut + 1], data[:, :, :high - cut + 1])
 
 
+def test_a_coverage_crop_cuts_the_same_slab_off_the_array_and_keeps_world_positions():
+    """Missing coverage as a scanner writes it: the slab missing_coverage zeroes is gone from
+    the array, what is left is the scan as it was, and every kept voxel keeps its place in
+    the world (the affine moves with a crop at the low end)."""
+    data = phantom()
+    for side in ("low", "high"):
+        zeroed = sim.missing_coverage(data, axis=1, side=side, fraction=0.3)
+        cropped, start = sim.coverage_crop(data, axis=1, side=side, fraction=0.3)
+        stop = start + cropped.shape[1]
+        assert 0 < cropped.shape[1] < data.shape[1] and (start > 0) == (side == "low")
+        assert np.array_equal(cropped, data[:, start:stop]) and np.array_equal(cropped, zeroed[:, start:stop])
+        assert not zeroed[:, :start].any() and not zeroed[:, stop:].any()  # the rest is the zeroed slab
+        assert data[:, :start].any() or data[:, stop:].any()  # which held part of the head
+    affine = np.diag([1.0, 2.0, 1.5, 1.0])
+    affine[:3, 3] = [-30, -40, -20]
+    img = nib.Nifti1Image(data, affine)
+    params = {"axis": 1, "side": "low", "fraction": 0.3, "crop": True}
+    out = apply_artifact(img, "missing_coverage", params)
+    _, start = sim.coverage_crop(data, axis=1, side="low", fraction=0.3)
+    assert start > 0 and out.shape[1] == data.shape[1] - start
+    assert np.allclose(out.affine @ [3, 0, 4, 1], affine @ [3, start, 4, 1])
+    assert np.array_equal(np.asarray(out.dataobj), data[:, start:, :])
+    with pytest.raises(ValueError, match="leaves"):
+        sim.coverage_crop(data[:, :, :10], axis=2, side="high", fraction=0.95)
+
+
 def test_noise_is_rician_with_the_requested_level():
     data = phantom()
     out = sim.noise(data, sigma=0.1, seed=3)
@@ -192,6 +218,20 @@ def test_simulate_cli_writes_a_corrupted_image(tmp_path, stripped_t1w):
     original = np.asarray(nib.as_closest_canonical(nib.load(stripped_t1w)).dataobj)
     assert corrupted.shape == original.shape
     assert (corrupted == 0).sum() > (original == 0).sum()
+    # --crop: the same slab cut off the image, the rest in its place in the world
+    cropped_file = tmp_path / "cropped.nii.gz"
+    assert main([str(stripped_t1w), str(cropped_file), "--artifact", "missing_coverage", "--severity", "severe",
+                 "--seed", "3", "--crop"]) == 0
+    cropped = nib.load(cropped_file)
+    data = np.asarray(cropped.dataobj)
+    axis = int(np.flatnonzero(np.array(data.shape) < np.array(original.shape))[0])
+    start = int(round(np.linalg.solve(nib.load(out).affine, cropped.affine @ [0, 0, 0, 1])[axis]))
+    index = [slice(None)] * 3
+    index[axis] = slice(start, start + data.shape[axis])
+    assert np.array_equal(data, corrupted[tuple(index)]) and not np.delete(
+        corrupted, np.arange(start, start + data.shape[axis]), axis=axis).any()
+    assert main([str(stripped_t1w), str(tmp_path / "x.nii.gz"), "--artifact", "motion", "--crop"]) == 2
+    assert not (tmp_path / "x.nii.gz").exists()
 
 
 def _hf_energy(x):
