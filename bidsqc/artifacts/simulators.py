@@ -456,15 +456,17 @@ def apply_artifact(img, artifact, params):
         out = motion(data, zooms, **params)
     elif artifact in ("thick_slices",):
         out = thick_slices(data, zooms, **params)
-    elif artifact == "wraparound" or (artifact == "missing_coverage" and params.get("crop")):
+    elif artifact in ("missing_coverage", "wraparound"):  # both may shorten the array along one axis
+        slab = {k: v for k, v in params.items() if k != "crop"}
         if artifact == "wraparound":
             out, start = wraparound(data, **params)
+        elif params.get("crop"):
+            out, start = coverage_crop(data, **slab)
         else:
-            out, start = coverage_crop(data, **{k: v for k, v in params.items() if k != "crop"})
-        shift = np.zeros(4)
-        shift[params["axis"]] = start
-        shift[3] = 1
-        affine[:3, 3] = (img.affine @ shift)[:3]
+            out, start = missing_coverage(data, **slab), 0
+        first = np.zeros(4)
+        first[params["axis"]], first[3] = start, 1
+        affine[:3, 3] = (img.affine @ first)[:3]  # the first kept voxel stays where it was
     elif artifact == "clean":
         out = clean_variation(data, zooms, **params)
     elif artifact == "anisotropic":

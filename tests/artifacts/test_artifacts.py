@@ -91,6 +91,9 @@ def test_a_coverage_crop_cuts_the_same_slab_off_the_array_and_keeps_world_positi
     assert start > 0 and out.shape[1] == data.shape[1] - start
     assert np.allclose(out.affine @ [3, 0, 4, 1], affine @ [3, start, 4, 1])
     assert np.array_equal(np.asarray(out.dataobj), data[:, start:, :])
+    zeroed = apply_artifact(img, "missing_coverage", dict(params, crop=False))
+    assert np.array_equal(zeroed.affine, affine) and zeroed.shape == data.shape
+    assert np.array_equal(np.asarray(zeroed.dataobj), sim.missing_coverage(data, axis=1, side="low", fraction=0.3))
     with pytest.raises(ValueError, match="leaves"):
         sim.coverage_crop(data[:, :, :10], axis=2, side="high", fraction=0.95)
 
