@@ -100,8 +100,7 @@ def summarise(results, seconds):
         "clean_uncertain_rate": round(float(np.mean([r["qc"] == "uncertain" for r in clean])), 4) if clean else None,
         "severe_detected_rate": round(float(np.mean([r["qc"] == "fail" for r in severe])), 4) if severe else None,
         "mild_flagged_rate": round(float(np.mean([r["qc"] != "pass" for r in mild])), 4) if mild else None,
-        "artifact_top1_severe": round(float(np.mean([r["top_artifact"] == r["artifact"] for r in severe])), 4)
-        if severe else None,
+        "artifact_top1_severe": top1(severe),
         "per_artifact_top1_severe": {a: round(float(np.mean([r["top_artifact"] == a for r in rows])), 3)
                                      for a, rows in by_artifact.items()},
         # the borderline scans a user is sent to look at: is the named reason right?

@@ -457,13 +457,11 @@ def apply_artifact(img, artifact, params):
     elif artifact in ("thick_slices",):
         out = thick_slices(data, zooms, **params)
     elif artifact in ("missing_coverage", "wraparound"):  # both may shorten the array along one axis
-        slab = {k: v for k, v in params.items() if k != "crop"}
         if artifact == "wraparound":
             out, start = wraparound(data, **params)
-        elif params.get("crop"):
-            out, start = coverage_crop(data, **slab)
         else:
-            out, start = missing_coverage(data, **slab), 0
+            slab = {k: v for k, v in params.items() if k != "crop"}
+            out, start = coverage_crop(data, **slab) if params.get("crop") else (missing_coverage(data, **slab), 0)
         first = np.zeros(4)
         first[params["axis"]], first[3] = start, 1
         affine[:3, 3] = (img.affine @ first)[:3]  # the first kept voxel stays where it was

@@ -14,9 +14,6 @@ def main(argv=None):
     from ..artifacts import simulate
     from ..preprocessing.conform import ConformError, conform, load_image
 
-    if args.crop and args.artifact != "missing_coverage":
-        print("bidsqc-simulate: error: --crop applies to --artifact missing_coverage only", file=sys.stderr)
-        return 2
     try:
         img, _ = conform(load_image(args.in_file), name=str(args.in_file))
         out, params = simulate(img, args.artifact, args.severity, np.random.default_rng(args.seed), crop=args.crop)

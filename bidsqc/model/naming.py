@@ -73,6 +73,11 @@ def fit(p_artifacts, native_scores, labels, groups, artifacts, severities=None):
             model, mean, scale = train(fit_rows)
             cv_hits += list(model.predict((x[test_rows] - mean) / scale) == y[test_rows])
             cv_rows += list(test_rows)
+    by_severity = {}
+    if severities is not None:
+        for severity in sorted({str(severities[r]) for r in cv_rows}):
+            hits = [h for h, r in zip(cv_hits, cv_rows) if str(severities[r]) == severity]
+            by_severity[severity] = round(float(np.mean(hits)), 4)
     network_hits = [artifacts[int(np.argmax(p))] == label for p, label in zip(p_artifacts, y)]
     model, mean, scale = train(np.arange(len(y)))
     return {"method": "multinomial logistic regression (C=%g) on standardised features, fit on out-of-fold "
@@ -82,10 +87,7 @@ def fit(p_artifacts, native_scores, labels, groups, artifacts, severities=None):
             "coef": np.round(model.coef_, 6).tolist(), "intercept": np.round(model.intercept_, 6).tolist(),
             "n_volumes": int(len(y)), "n_subjects": int(len(set(groups))),
             "cv_top1": round(float(np.mean(cv_hits)), 4) if cv_hits else None,
-            **({"cv_top1_by_severity": {str(s): round(float(np.mean([h for h, r in zip(cv_hits, cv_rows)
-                                                                      if severities[r] == s])), 4)
-                                        for s in sorted(set(severities[r] for r in cv_rows))}}
-               if severities is not None and cv_hits else {}),
+            **({"cv_top1_by_severity": by_severity} if by_severity else {}),
             "network_top1": round(float(np.mean(network_hits)), 4)}
 
 
