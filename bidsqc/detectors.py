@@ -44,15 +44,19 @@ So they are measured on the image as acquired (its own voxel grid, before any re
 Each detector score is turned into a decision by a threshold calibrated on training
 volumes (``calibrate``; stored in the model card), never by a hand-set value.
 
-Four more scores only help name the artifact (bidsqc.model.naming), since clean scans
+Five more scores only help name the artifact (bidsqc.model.naming), since clean scans
 from other scanners vary in them too much for a threshold learnt from the training scans:
 ``truncation_score`` (a cliff in the spectrum: truncated k-space, which rings as Gibbs),
 ``bias_score`` (the span of a smooth intensity field), ``background_score``
-(high-passed power outside the head: noise, motion ringing) and ``uncovered_score`` (the
+(high-passed power outside the head: noise, motion ringing), ``uncovered_score`` (the
 share of the registered template brain outside the measured field of view: missing
 coverage, whether the field of view ends in the brain or a slab of it is zero-filled; an
 affine registration of an unusual brain, such as an infant's, leaves some of it uncovered
-too, which is why it is no detector).
+too, which is why it is no detector) and ``fold_score`` (how far the head reaches both
+ends of an axis and runs on across that edge as if periodic: a fold, where a field of
+view that ends inside the head holds different anatomy at its two ends; it tells
+wrap-around from a cut for the naming, but a clean scan whose field of view is tight to
+the head reaches its ends too, which is why it is no detector).
 """
 
 import numpy as np
@@ -65,7 +69,7 @@ SCORE_COLUMNS = {"spike": "spike_score", "ghosting": "ghost_score", "thick_slice
                  "bad_slices": "slice_score", "noise": "noise_score"}
 #: every native-space score, in the order the artifact naming uses them
 FEATURES = ("spike", "ghosting", "thick_slices", "truncation", "bias", "background", "bad_slices", "noise",
-            "uncovered")
+            "uncovered", "fold")
 #: the scores that need the scan's registration to the template (``brain_voxels``)
 REGISTERED = ("bad_slices", "uncovered")
 #: fraction of each axis over which the volume is tapered to 0 (half at each end) before
@@ -112,6 +116,10 @@ SLICE_MIN_AREA = 0.25
 NOISE_BLOCK = 6
 NOISE_QUANTILE = 0.1
 NOISE_MIN_BLOCKS = 20
+#: fold_score: the power of the continuity factor (a cut end's 0.1-0.7 falls to 0.001-0.3, a
+#: fold's 0.8-1 stays high), and the fewest head voxels the two end slices must hold
+FOLD_CONTINUITY_POWER = 3
+FOLD_MIN_VOXELS = 10
 #: the median absolute deviation of a normal variable over its standard deviation
 MAD_TO_SD = 0.6745
 
@@ -453,6 +461,39 @@ def noise_score(data, zooms=(1.0, 1.0, 1.0), head=None):
     return round(float(np.quantile(ratio, NOISE_QUANTILE)), 4)
 
 
+def fold_score(data, zooms=(1.0, 1.0, 1.0), head=None):
+    """Wrap-around against a field of view that ends inside the head. A field of view
+    shorter than the head folds what lies beyond one end onto the other, so the head reaches
+    both ends and the image runs on across the edge as if periodic (the last slice's
+    neighbour is the first). Per axis: the smaller of the head's cross-sections in the two
+    end slices over its largest cross-section (presence), times (step / jump) **
+    FOLD_CONTINUITY_POWER capped at 1 (continuity); jump is the mean absolute difference
+    between the two end slices, step that of each end slice with its inner neighbour, both
+    over the head in either end slice. A field of view that ends inside the head without
+    folding (the outside discarded) also reaches both ends, but holds different anatomy at
+    them, so the jump exceeds the step. The largest over the axes, 0 to 1. ``head``: as
+    thick_score; ``zooms`` unused (the ends are single slices)."""
+    data = np.maximum(_as_volume(data), 0)
+    head = _foreground(data) if head is None else head
+    if head is None:
+        return 0.0
+    best = 0.0
+    for axis in range(3):
+        if data.shape[axis] < 4:
+            continue
+        area = head.sum(axis=tuple(a for a in range(3) if a != axis))
+        support = np.take(head, 0, axis=axis) | np.take(head, -1, axis=axis)
+        if support.sum() < FOLD_MIN_VOXELS:
+            continue
+        presence = min(area[0], area[-1]) / area.max()
+        first, second, before, last = (np.take(data, i, axis=axis)[support] for i in (0, 1, -2, -1))
+        jump = float(np.abs(first - last).mean())
+        step = 0.5 * float(np.abs(first - second).mean() + np.abs(last - before).mean())
+        continuity = min(1.0, step / jump) if jump > 0 else 1.0
+        best = max(best, float(presence) * continuity ** FOLD_CONTINUITY_POWER)
+    return round(best, 5)
+
+
 def truncation_score(data, magnitude=None, zooms=(1.0, 1.0, 1.0)):
     """Sharpest knee of the power spectrum along any axis (power summed over the other two,
     natural log): the largest fall across a few frequency bins in excess of the fall on
@@ -537,10 +578,11 @@ def scores(data, zooms=(1.0, 1.0, 1.0), only=None, brain=None):
         del magnitude
     if {"ghosting", "background"} & set(wanted):
         out["ghosting"], out["background"] = _background_scores(data, zooms)
-    by_head = {"thick_slices": thick_score, "bias": bias_score, "bad_slices": slice_score, "noise": noise_score}
+    by_head = {"thick_slices": thick_score, "bias": bias_score, "bad_slices": slice_score, "noise": noise_score,
+               "fold": fold_score}
     if set(by_head) & set(wanted):
         positive = np.maximum(data, 0)
-        head = _foreground(positive)  # one head mask for the three scores that use it
+        head = _foreground(positive)  # one head mask for the scores that use it
         for name, score in by_head.items():
             if name in wanted:
                 extra = {"extent": brain_extent(brain) if brain is not None else None} \

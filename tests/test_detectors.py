@@ -7,11 +7,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bidsqc.artifacts.simulators import (bad_slices, bias, ghosting, gibbs, missing_coverage, motion, noise, spike,
-                                         thick_slices)
+from bidsqc.artifacts.simulators import (bad_slices, bias, coverage_crop, ghosting, gibbs, missing_coverage, motion,
+                                         noise, spike, thick_slices, wraparound)
 from bidsqc.detectors import (FEATURES, REGISTERED, apply, background_score, bias_score, brain_extent, brain_voxels,
-                              calibrate, combine, feature_column, ghost_score, noise_score, probability, scores,
-                              slice_score, spike_score, thick_score, truncation_score, uncovered_score)
+                              calibrate, combine, feature_column, fold_score, ghost_score, noise_score, probability,
+                              scores, slice_score, spike_score, thick_score, truncation_score, uncovered_score)
 from bidsqc.model.ensemble import QCResult
 
 
@@ -175,6 +175,21 @@ def test_zero_padding_below_a_neck_cut_is_no_bad_slice_a_cut_through_the_brain_i
     scores_out = registered.info["detector_scores"]
     assert set(scores_out) == set(FEATURES)
     assert abs(scores_out["bad_slices"] - clean) < 0.05 and scores_out["uncovered"] < 0.01
+
+
+def test_fold_score_tells_a_fold_from_a_field_of_view_that_ends_in_the_head(stripped, raw_head):
+    """A fold (a field of view 80 % of the head's extent) brings the head to both ends of the
+    axis and runs on across the edge; the same head with 15 % cut off either end, off the
+    array or zeroed, reaches the ends with different anatomy there, or not at all."""
+    for data, _ in (stripped, raw_head):
+        clean = fold_score(data)
+        assert clean < 0.01
+        for axis in range(3):
+            folded = fold_score(wraparound(data, axis, 0.8)[0])
+            cuts = [fold_score(coverage_crop(data, axis, side, 0.15)[0]) for side in ("low", "high")]
+            cuts += [fold_score(missing_coverage(data, axis, side, 0.15)) for side in ("low", "high")]
+            assert folded > 0.15 and max(cuts) < 0.03 and folded > 5 * max(cuts), (axis, folded, cuts)
+    assert fold_score(np.zeros((8, 8, 8), np.float32)) == 0.0
 
 
 def test_truncation_score_sees_the_cut_in_kspace_that_rings(stripped, raw_head):

@@ -80,6 +80,32 @@ def naming_mild_jobs(scans, seed=0, artifacts=ARTIFACTS):
     return jobs
 
 
+def naming_crop_jobs(scans, seed=0):
+    """A mild and a severe missing coverage per good scan, cut off the array rather than
+    zeroed (``coverage_crop``: a field of view that ends inside the head, as a scanner
+    writes it), for fitting the artifact naming only. The zeroed slab of the training
+    volumes leaves a break into zero planes; a real field of view that ends in the brain
+    leaves none, and without these the naming took it for wrap-around. Their own generator
+    (``[seed, 3]``), so every other volume keeps its seed and cache key."""
+    rng = np.random.default_rng([seed, 3])
+    jobs = []
+    for scan in scans:
+        if scan.get("label", "good") == "bad":
+            continue
+        for severity in ("mild", "severe"):
+            jobs.append({"subject": scan["subject"], "source_file": str(scan["source_file"]),
+                         "variant": f"missing_coverage-crop-{severity}", "artifact": "missing_coverage",
+                         "severity": severity, "label": 1.0, "seed": int(rng.integers(2 ** 31)), "crop": True})
+    return jobs
+
+
+def naming_jobs(scans, seed=0, artifacts=ARTIFACTS):
+    """The volumes the artifact naming is fit on besides the plan's severe ones:
+    ``naming_mild_jobs``, then ``naming_crop_jobs`` where missing coverage is planned."""
+    jobs = naming_mild_jobs(scans, seed=seed, artifacts=artifacts)
+    return jobs + (naming_crop_jobs(scans, seed=seed) if "missing_coverage" in artifacts else [])
+
+
 def add_moves(jobs, p, seed=0):
     """With ``p`` > 0 (``bidsqc-train --registration-jitter``), give each job but the
     subjects' ``original`` volumes, with probability ``p``, a ``move_seed``: the job's scan is
@@ -123,8 +149,8 @@ def _job_key(job, checksum, signature):
     move = []
     if job.get("move_seed") not in (None, ""):
         move = [int(job["move_seed"]), JITTER_RANGES]
-    text = json.dumps([checksum, job["variant"], job["artifact"], job["severity"], job["seed"], signature,
-                       ranges] + ([True] if job.get("raw_scan") else []) + move)
+    text = json.dumps([checksum, job["variant"], job["artifact"], job["severity"], job["seed"], signature, ranges]
+                      + ([True] if job.get("raw_scan") else []) + move + (["crop"] if job.get("crop") else []))
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
@@ -162,6 +188,8 @@ def native_image(job):
         data = np.asarray(img.dataobj, np.float32)
         zooms = img.header.get_zooms()[:3]
         params = sample_params(job["artifact"], job["severity"], rng, data, zooms)
+        if job.get("crop"):  # missing coverage cut off the array (naming_crop_jobs)
+            params["crop"] = True
     return apply_artifact(img, job["artifact"], params), params
 
 
@@ -280,13 +308,13 @@ def _run_job(job, cache_dir):
 def build_dataset(scans, cache_dir, template_id, grid_shape, grid_affine, input_mask,
                   n_clean_variants=2, seed=0, nprocs=2, p_severe=0.6, every_severity=False,
                   artifacts=ARTIFACTS, severities=("mild", "severe"), raw_scan_variation=False,
-                  skip_artifacts=(), move_p=0.0, naming_mild=False):
+                  skip_artifacts=(), move_p=0.0, naming=False):
     """Build (or resume) the cached training set for ``scans`` (dicts with subject,
     source_file and optional label/artifact); returns the manifest rows. ``move_p``: see
     ``add_moves``. ``skip_artifacts``
     leaves those jobs out after planning, so the other volumes keep their seeds and cache keys.
-    ``naming_mild`` adds the ``naming_mild_jobs`` after the plan (their moves drawn after
-    the plan's, so the plan's volumes keep their cache keys)."""
+    ``naming`` adds the ``naming_jobs`` after the plan (their moves drawn after the plan's,
+    so the plan's volumes keep their cache keys)."""
     cache_dir = Path(cache_dir)
     (cache_dir / "volumes").mkdir(parents=True, exist_ok=True)
     # volumes depend on the grid, the input mask and the pre-smoothing: all enter every cache key
@@ -297,8 +325,8 @@ def build_dataset(scans, cache_dir, template_id, grid_shape, grid_affine, input_
     jobs = plan_variants(scans, n_clean_variants=n_clean_variants, seed=seed, p_severe=p_severe,
                          every_severity=every_severity, artifacts=artifacts, severities=severities,
                          raw_scan_variation=raw_scan_variation)
-    if naming_mild:
-        jobs += naming_mild_jobs(scans, seed=seed, artifacts=artifacts)
+    if naming:
+        jobs += naming_jobs(scans, seed=seed, artifacts=artifacts)
     jobs = add_moves(jobs, move_p, seed)
     jobs = assign_keys([job for job in jobs if job["artifact"] not in skip_artifacts], signature)
     manifest_path = cache_dir / "manifest.tsv"

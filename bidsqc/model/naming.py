@@ -27,30 +27,31 @@ def _native_column(name, value):
     return value
 
 
-def feature_names(artifacts):
-    return [f"logit_p_{a}" for a in artifacts] + list(FEATURES)
+def feature_names(artifacts, features=FEATURES):
+    return [f"logit_p_{a}" for a in artifacts] + list(features)
 
 
-def feature_vector(p_artifacts, native_scores, artifacts):
-    """(len(artifacts) + len(FEATURES),) float64: the log-odds of each artifact head's
-    probability, then each native score (ghosting on a log scale)."""
+def feature_vector(p_artifacts, native_scores, artifacts, features=FEATURES):
+    """(len(artifacts) + len(features),) float64: the log-odds of each artifact head's
+    probability, then each native score named in ``features`` (ghosting on a log scale)."""
     p = np.clip(np.array([float(p_artifacts[a]) for a in artifacts]), P_CLIP, 1 - P_CLIP)
-    native = [_native_column(f, native_scores[f]) for f in FEATURES]
+    native = [_native_column(f, native_scores[f]) for f in features]
     return np.concatenate([np.log(p / (1 - p)), native])
 
 
-def fit(p_artifacts, native_scores, labels, groups, artifacts, severities=None):
+def fit(p_artifacts, native_scores, labels, groups, artifacts, severities=None, features=FEATURES):
     """Fit the naming model on artifact volumes. ``p_artifacts``: (n, len(artifacts))
     out-of-fold network probabilities; ``native_scores``: n dicts of FEATURES; ``labels``:
     the artifact of each; ``groups``: subjects, for a grouped cross-validated top-1 that the
     card reports next to the network heads' own; ``severities`` (optional, n): the
-    cross-validated top-1 is also reported per severity. Returns the model card's ``naming``
-    entry."""
+    cross-validated top-1 is also reported per severity; ``features``: the native scores
+    used. Returns the model card's ``naming`` entry."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GroupKFold
 
     p_artifacts = np.asarray(p_artifacts, np.float64)
-    x = np.stack([feature_vector(dict(zip(artifacts, p)), s, artifacts) for p, s in zip(p_artifacts, native_scores)])
+    x = np.stack([feature_vector(dict(zip(artifacts, p)), s, artifacts, features)
+                  for p, s in zip(p_artifacts, native_scores)])
     y = np.asarray(labels)
     groups = np.asarray(groups)
     classes = [a for a in artifacts if a in set(labels)]
@@ -82,7 +83,7 @@ def fit(p_artifacts, native_scores, labels, groups, artifacts, severities=None):
     model, mean, scale = train(np.arange(len(y)))
     return {"method": "multinomial logistic regression (C=%g) on standardised features, fit on out-of-fold "
                       "network probabilities of the training volumes with artifacts" % NAMING_C,
-            "features": feature_names(artifacts), "artifacts": [str(c) for c in model.classes_],
+            "features": feature_names(artifacts, features), "artifacts": [str(c) for c in model.classes_],
             "mean": np.round(mean, 6).tolist(), "scale": np.round(scale, 6).tolist(),
             "coef": np.round(model.coef_, 6).tolist(), "intercept": np.round(model.intercept_, 6).tolist(),
             "n_volumes": int(len(y)), "n_subjects": int(len(set(groups))),
@@ -93,11 +94,16 @@ def fit(p_artifacts, native_scores, labels, groups, artifacts, severities=None):
 
 def name_artifact(entry, p_artifacts, native_scores, artifacts):
     """(artifact, {artifact: probability}) from the card's ``naming`` entry; ``artifacts``
-    is the ensemble's head order, which the entry's features follow."""
-    if entry["features"] != feature_names(artifacts):
+    is the ensemble's head order, which the entry's features follow. The entry's native
+    scores are its own (a card fit before a score was added goes on without it), each of
+    which this version must compute."""
+    native = list(entry["features"][len(artifacts):])
+    if entry["features"] != feature_names(artifacts, native) or not set(native) <= set(FEATURES) \
+            or len(entry["mean"]) != len(entry["features"]):
         raise ValueError("the model card's artifact naming was fit on other features than this version computes; "
                          "rerun bidsqc-train --detectors-only on the ensemble")
-    x = (feature_vector(p_artifacts, native_scores, artifacts) - np.asarray(entry["mean"])) / np.asarray(entry["scale"])
+    x = feature_vector(p_artifacts, native_scores, artifacts, native)
+    x = (x - np.asarray(entry["mean"])) / np.asarray(entry["scale"])
     coef, intercept = np.asarray(entry["coef"]), np.asarray(entry["intercept"])
     names = list(entry["artifacts"])
     if coef.shape[0] == 1:  # two classes: sklearn keeps one row, for the second class

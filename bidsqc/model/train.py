@@ -28,7 +28,7 @@ from ..preprocessing.pipeline import (DEFAULT_SHAPE, DEFAULT_SPACING_MM, PRESMOO
                                       make_input_mask)
 from ..preprocessing.resample import zscore
 from .card import CARD_NAME, MASK_NAME, ModelCardError, read_card, write_json_atomic
-from .dataset import (assign_keys, build_dataset, detector_table, file_checksum, load_volumes, naming_mild_jobs,
+from .dataset import (assign_keys, build_dataset, detector_table, file_checksum, load_volumes, naming_jobs,
                       plan_variants)
 from .ensemble import UNCERTAIN_HALF_WIDTH_LOGIT, uncertain_band
 from .geometry import JITTER_RANGES, SPATIAL_ORDER, SPATIAL_RANGES, jitter_move, random_affine, spatial_transform
@@ -359,14 +359,14 @@ def native_plan(scans, seed=0, n_clean_variants=2):
     ``n_clean_variants`` clean variations with raw-scan noise and sharpening, one resliced
     with a coarser axis (a clean anisotropic acquisition), and the severe version of every
     artifact, drawn with the training plan's seeds (so with ``--exclude-mild`` they are the
-    training volumes themselves). The mild version of every artifact (``naming_mild_jobs``)
-    is scored too, for the artifact naming only."""
+    training volumes themselves). The mild version of every artifact and missing coverage
+    cut off the array (``naming_jobs``) are scored too, for the artifact naming only."""
     jobs = plan_variants(scans, n_clean_variants=n_clean_variants, severities=("severe",), seed=seed,
                          artifacts=ARTIFACTS, raw_scan_variation=True)
     rng = np.random.default_rng([seed, 1])  # its own stream: the other jobs keep the training plan's seeds
     for job in [j for j in jobs if j["variant"] == "original"]:
         jobs.append(dict(job, variant="anisotropic0", artifact="anisotropic", seed=int(rng.integers(2 ** 31))))
-    return assign_keys(jobs + naming_mild_jobs(scans, seed=seed), "native")
+    return assign_keys(jobs + naming_jobs(scans, seed=seed), "native")
 
 
 def calibrate_detectors(jobs, table, n_clean_variants=2):
@@ -413,8 +413,8 @@ def out_of_fold_artifacts(ensemble, rows, volumes):
 
 
 def fit_naming(model_dir, scans, cache_dir, jobs, table, seed=0, n_clean_variants=2, nprocs=2):
-    """Fit the artifact naming (bidsqc.model.naming) on the artifact volumes, severe and
-    mild, of the ``native_plan``: their native scores from ``table`` and the out-of-fold probabilities
+    """Fit the artifact naming (bidsqc.model.naming) on the artifact volumes of the
+    ``native_plan``, severe, mild and cropped: their native scores from ``table`` and the out-of-fold probabilities
     of the ensemble in ``model_dir`` on their preprocessed volumes (built into ``cache_dir``
     where the training did not already). Returns the model card's ``naming`` entry."""
     from .ensemble import Ensemble
@@ -432,7 +432,7 @@ def fit_naming(model_dir, scans, cache_dir, jobs, table, seed=0, n_clean_variant
                             ensemble.grid_affine, ensemble.mask, n_clean_variants=n_clean_variants, seed=seed,
                             nprocs=nprocs, severities=("severe",),
                             raw_scan_variation=bool(training.get("raw_scan_variation", False)),
-                            move_p=jitter.get("p", 0.0), naming_mild=True)
+                            move_p=jitter.get("p", 0.0), naming=True)
     native = {(j["subject"], j["variant"]): j["key"] for j in jobs if j["artifact"] in ARTIFACTS}
     rows = [r for r in rows if r["artifact"] in ARTIFACTS and native.get((r["subject"], r["variant"])) in table]
     volumes = load_volumes(cache_dir, rows)

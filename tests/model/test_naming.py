@@ -46,11 +46,27 @@ def test_naming_learns_what_the_native_scores_tell_apart():
         assert sum(probabilities.values()) == pytest.approx(1, abs=1e-3)
 
 
+def test_a_card_fit_before_a_score_was_added_still_names():
+    """A card's naming keeps the native scores it was fit on: one fit without the last score
+    (as a card from before it was added) names from its own features, and gives the same
+    names as when that score is missing from the scan's scores altogether."""
+    p, native, labels, groups = _volumes(np.random.default_rng(0))
+    entry = fit(p, native, labels, groups, ARTIFACTS, features=FEATURES[:-1])
+    assert entry["features"] == feature_names(ARTIFACTS, FEATURES[:-1]) and len(entry["mean"]) == len(entry["features"])
+    test_p, test_native, test_labels, _ = _volumes(np.random.default_rng(1), n_subjects=3)
+    for probs, score, label in zip(test_p, test_native, test_labels):
+        older = {f: v for f, v in score.items() if f != FEATURES[-1]}
+        name = name_artifact(entry, dict(zip(ARTIFACTS, probs)), score, ARTIFACTS)
+        assert name == name_artifact(entry, dict(zip(ARTIFACTS, probs)), older, ARTIFACTS) and name[0] == label
+
+
 def test_naming_from_other_features_fails_clearly():
     p, native, labels, groups = _volumes(np.random.default_rng(0), n_subjects=4)
     entry = fit(p, native, labels, groups, ARTIFACTS)
-    entry["features"] = entry["features"][:-1]
-    with pytest.raises(ValueError, match="detectors-only"):
-        name_artifact(entry, dict(zip(ARTIFACTS, p[0])), native[0], ARTIFACTS)
+    unknown = dict(entry, features=entry["features"][:-1] + ["a_score_from_a_later_version"])
+    shorter = dict(entry, features=entry["features"][:-1])
+    for card_entry in (unknown, shorter):
+        with pytest.raises(ValueError, match="detectors-only"):
+            name_artifact(card_entry, dict(zip(ARTIFACTS, p[0])), native[0], ARTIFACTS)
     with pytest.raises(ValueError, match="two artifact types"):
         fit(p[:1], native[:1], labels[:1], groups[:1], ARTIFACTS)

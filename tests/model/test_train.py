@@ -18,7 +18,8 @@ from bidsqc.artifacts import ARTIFACTS
 from bidsqc.cli.parser import get_train_parser
 from bidsqc.detectors import DETECTORS, FEATURES
 from bidsqc.model.card import ModelCardError, read_card
-from bidsqc.model.dataset import _job_key, add_moves, assign_keys, build_dataset, naming_mild_jobs, plan_variants
+from bidsqc.model.dataset import (_job_key, add_moves, assign_keys, build_dataset, naming_crop_jobs, naming_jobs,
+                                  naming_mild_jobs, native_image, plan_variants)
 from bidsqc.model.ensemble import DEFAULT_MODEL_DIR, Ensemble, band_half_width_logit, uncertain_band
 from bidsqc.model.geometry import JITTER_RANGES, SPATIAL_RANGES, jitter_move, spatial_transform
 from bidsqc.model.train import (SPATIAL_P, add_detectors, augment, brain_distance, choose_threshold,
@@ -72,10 +73,12 @@ def test_training_writes_a_complete_ensemble(tiny_ensemble):
         assert cal["n_clean"] == 6 and cal["n_artifact"] == 3  # 3 as they are, 3 resliced
         assert 0 < cal["low"] <= cal["threshold"] <= cal["high"]
     assert (folder.parent / "cache" / "detectors.tsv").is_file()
-    # the artifact naming is fit on the out-of-fold predictions of the 30 severe volumes and
-    # of one mild version of each artifact per scan (the detectors above saw only the severe)
+    # the artifact naming is fit on the out-of-fold predictions of the 30 severe volumes, of
+    # one mild version of each artifact per scan (the detectors above saw only the severe) and
+    # of a mild and a severe missing coverage cut off the array per scan
     naming = card["naming"]
-    assert naming["n_volumes"] == 60 and naming["n_subjects"] == 3
+    assert naming["n_volumes"] == 66 and naming["n_subjects"] == 3
+    assert naming["features"][-len(FEATURES):] == list(FEATURES)
     assert set(naming["cv_top1_by_severity"]) == {"mild", "severe"}
     assert naming["artifacts"] == sorted(ARTIFACTS)
     assert np.asarray(naming["coef"]).shape == (len(ARTIFACTS), len(naming["features"]))
@@ -385,13 +388,46 @@ def test_the_naming_mild_volumes_leave_the_planned_volumes_as_they_were(shared_d
                                        raw_scan_variation=True), "native")
     assert [j["key"] for j in native[:len(before)]] == [j["key"] for j in before]
     added = native[len(before):]
-    assert [j["artifact"] for j in added if j["severity"] != "mild"] == ["anisotropic"] * 2
-    assert [j["seed"] for j in added if j["severity"] == "mild"] == [j["seed"] for j in mild[:2 * len(ARTIFACTS)]]
+    assert [j["artifact"] for j in added if j["severity"] != "mild"] == ["anisotropic"] * 2 + ["missing_coverage"] * 2
+    assert [j["seed"] for j in added if j["severity"] == "mild" and not j.get("crop")] == [j["seed"] for j in mild[:2 * len(ARTIFACTS)]]
     assert not {j["seed"] for j in mild} & {j["seed"] for j in before}
     plan = plan_variants(scans, n_clean_variants=1, severities=("severe",), seed=3)
     moved = assign_keys(add_moves([dict(j) for j in plan], 0.8, seed=3), "grid")
     with_mild = assign_keys(add_moves([dict(j) for j in plan] + naming_mild_jobs(scans, seed=3), 0.8, seed=3), "grid")
     assert [j["key"] for j in with_mild[:len(moved)]] == [j["key"] for j in moved]
+
+
+def test_the_naming_cut_volumes_crop_the_array_from_their_own_seeds(shared_data):
+    """Missing coverage as a field of view that ends in the head: a mild and a severe per
+    good scan, drawn from their own seed stream (no other volume's seed or key moves), cached
+    apart from the zero-filled form of the same draw, and cut off the array: the image is
+    shorter along the drawn axis and every kept voxel keeps its world position."""
+    scans = [{"subject": f"sub-{s}", "source_file": str(shared_data / "ds002748" / f"sub-{s}_T1w.nii.gz")}
+             for s in ("01", "05")]
+    rated = {"subject": "sub-07", "source_file": str(shared_data / "ds002748" / "sub-07_T1w.nii.gz"),
+             "label": "bad", "artifact": "motion"}
+    cut = naming_crop_jobs(scans + [rated], seed=3)
+    assert [(j["subject"], j["severity"]) for j in cut] == [(s["subject"], v) for s in scans for v in ("mild", "severe")]
+    assert all(j["artifact"] == "missing_coverage" and j["crop"] for j in cut)
+    assert naming_jobs(scans, seed=3) == naming_mild_jobs(scans, seed=3) + cut
+    assert naming_jobs(scans, seed=3, artifacts=("motion",)) == naming_mild_jobs(scans, seed=3, artifacts=("motion",))
+    plan = plan_variants(scans, n_clean_variants=1, severities=("severe",), seed=3)
+    assert not {j["seed"] for j in cut} & {j["seed"] for j in plan + naming_mild_jobs(scans, seed=3)}
+    zeroed = {k: v for k, v in cut[1].items() if k != "crop"}
+    assert _job_key(cut[1], "abc", "sig") != _job_key(zeroed, "abc", "sig")
+    whole, _ = native_image(dict(zeroed, artifact="clean", seed=None))  # the scan as it is
+    cropped, params = native_image(cut[1])
+    filled, same = native_image(zeroed)
+    assert params == dict(same, crop=True)
+    axis = params["axis"]
+    assert cropped.shape[axis] < whole.shape[axis] == filled.shape[axis]
+    data = np.asarray(cropped.dataobj)
+    assert np.take(data, 0 if params["side"] == "low" else -1, axis=axis).any()  # the head runs to the cut edge
+    corner = np.linalg.inv(whole.affine) @ cropped.affine @ np.array([0, 0, 0, 1.0])
+    kept = [slice(None)] * 3
+    kept[axis] = slice(int(round(corner[axis])), int(round(corner[axis])) + cropped.shape[axis])
+    assert np.allclose(np.delete(corner[:3], axis), 0)
+    assert np.array_equal(data, np.asarray(filled.dataobj)[tuple(kept)])
 
 
 def test_moved_rows_get_their_subjects_background_moved_with_them():
