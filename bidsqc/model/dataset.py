@@ -63,21 +63,27 @@ def plan_variants(scans, n_clean_variants=2, severities=("mild", "severe"), p_se
     return jobs
 
 
+def _per_good_scan(scans, rng, variants):
+    """A job per good scan (a user-rated bad one gets none) and per (variant, artifact,
+    severity, extra keys) of ``variants``, each seeded from ``rng`` in that order."""
+    jobs = []
+    for scan in scans:
+        if scan.get("label", "good") == "bad":
+            continue
+        for variant, artifact, severity, extra in variants:
+            jobs.append({"subject": scan["subject"], "source_file": str(scan["source_file"]), "variant": variant,
+                         "artifact": artifact, "severity": severity, "label": 1.0,
+                         "seed": int(rng.integers(2 ** 31)), **extra})
+    return jobs
+
+
 def naming_mild_jobs(scans, seed=0, artifacts=ARTIFACTS):
     """One mild version of every artifact per good scan, for fitting the artifact naming
     (``bidsqc.model.train.fit_naming``) on the borderline scans that users are sent to look
     at, not only on severe ones; never used to train the network or calibrate a detector.
     Drawn from their own generator (``[seed, 2]``), so the training plan keeps its seeds."""
-    rng = np.random.default_rng([seed, 2])
-    jobs = []
-    for scan in scans:
-        if scan.get("label", "good") == "bad":
-            continue
-        for artifact in artifacts:
-            jobs.append({"subject": scan["subject"], "source_file": str(scan["source_file"]),
-                         "variant": f"{artifact}-mild", "artifact": artifact, "severity": "mild", "label": 1.0,
-                         "seed": int(rng.integers(2 ** 31))})
-    return jobs
+    return _per_good_scan(scans, np.random.default_rng([seed, 2]),
+                          [(f"{a}-mild", a, "mild", {}) for a in artifacts])
 
 
 def naming_crop_jobs(scans, seed=0):
@@ -87,16 +93,9 @@ def naming_crop_jobs(scans, seed=0):
     volumes leaves a break into zero planes; a real field of view that ends in the brain
     leaves none, and without these the naming took it for wrap-around. Their own generator
     (``[seed, 3]``), so every other volume keeps its seed and cache key."""
-    rng = np.random.default_rng([seed, 3])
-    jobs = []
-    for scan in scans:
-        if scan.get("label", "good") == "bad":
-            continue
-        for severity in ("mild", "severe"):
-            jobs.append({"subject": scan["subject"], "source_file": str(scan["source_file"]),
-                         "variant": f"missing_coverage-crop-{severity}", "artifact": "missing_coverage",
-                         "severity": severity, "label": 1.0, "seed": int(rng.integers(2 ** 31)), "crop": True})
-    return jobs
+    return _per_good_scan(scans, np.random.default_rng([seed, 3]),
+                          [(f"missing_coverage-crop-{s}", "missing_coverage", s, {"crop": True})
+                           for s in ("mild", "severe")])
 
 
 def naming_jobs(scans, seed=0, artifacts=ARTIFACTS):
