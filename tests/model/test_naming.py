@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from bidsqc.detectors import FEATURES
-from bidsqc.model.naming import feature_names, fit, name_artifact
+from bidsqc.model.naming import feature_names, feature_vector, fit, name_artifact
 
 ARTIFACTS = ["motion", "gibbs", "thick_slices"]
 
@@ -58,6 +58,28 @@ def test_a_card_fit_before_a_score_was_added_still_names():
         older = {f: v for f, v in score.items() if f != FEATURES[-1]}
         name = name_artifact(entry, dict(zip(ARTIFACTS, probs)), score, ARTIFACTS)
         assert name == name_artifact(entry, dict(zip(ARTIFACTS, probs)), older, ARTIFACTS) and name[0] == label
+
+
+def test_uncovered_is_read_on_a_log_scale_by_a_new_card_and_as_it_is_by_an_older_one():
+    """The share of the brain outside the field of view spans decades near 0 (0 for most
+    artifacts, a few per cent for mild missing coverage): a card fit now reads it as
+    log(uncovered + 0.001), in a column named ``log_uncovered``; a card fit before reads
+    its ``uncovered`` column as it is, and both name."""
+    p, native, labels, groups = _volumes(np.random.default_rng(0), n_subjects=4)
+    entry = fit(p, native, labels, groups, ARTIFACTS)
+    columns = entry["features"][len(ARTIFACTS):]
+    assert "log_uncovered" in columns and "uncovered" not in columns
+    older = [("uncovered" if c == "log_uncovered" else c) for c in columns]
+    score = dict(native[0], uncovered=0.02, ghosting=0.05)
+    new_x = feature_vector(dict(zip(ARTIFACTS, p[0])), score, ARTIFACTS, columns)
+    old_x = feature_vector(dict(zip(ARTIFACTS, p[0])), score, ARTIFACTS, older)
+    at = len(ARTIFACTS) + columns.index("log_uncovered")
+    assert new_x[at] == pytest.approx(np.log(0.021)) and old_x[at] == pytest.approx(0.02)
+    ghost = len(ARTIFACTS) + columns.index("ghosting")
+    assert new_x[ghost] == old_x[ghost] == pytest.approx(np.log(0.051))  # read on a log scale by every card
+    for card_entry in (entry, dict(entry, features=entry["features"][:len(ARTIFACTS)] + older)):
+        name, probabilities = name_artifact(card_entry, dict(zip(ARTIFACTS, p[0])), score, ARTIFACTS)
+        assert name in ARTIFACTS and sum(probabilities.values()) == pytest.approx(1, abs=1e-3)
 
 
 def test_naming_from_other_features_fails_clearly():

@@ -22,6 +22,7 @@ from bidsqc.model.dataset import (_job_key, add_moves, assign_keys, build_datase
                                   naming_mild_jobs, native_image, plan_variants)
 from bidsqc.model.ensemble import DEFAULT_MODEL_DIR, Ensemble, band_half_width_logit, uncertain_band
 from bidsqc.model.geometry import JITTER_RANGES, SPATIAL_RANGES, jitter_move, spatial_transform
+from bidsqc.model.naming import native_columns
 from bidsqc.model.train import (SPATIAL_P, add_detectors, augment, brain_distance, choose_threshold,
                                 fit_naming, moved_backgrounds, native_plan, read_labels, scalp_layers,
                                 train_ensemble)
@@ -78,7 +79,7 @@ def test_training_writes_a_complete_ensemble(tiny_ensemble):
     # of a mild and a severe missing coverage cut off the array per scan
     naming = card["naming"]
     assert naming["n_volumes"] == 66 and naming["n_subjects"] == 3
-    assert naming["features"][-len(FEATURES):] == list(FEATURES)
+    assert naming["features"][-len(FEATURES):] == native_columns(FEATURES)
     assert set(naming["cv_top1_by_severity"]) == {"mild", "severe"}
     assert naming["artifacts"] == sorted(ARTIFACTS)
     assert np.asarray(naming["coef"]).shape == (len(ARTIFACTS), len(naming["features"]))
