@@ -390,7 +390,8 @@ def test_the_naming_mild_volumes_leave_the_planned_volumes_as_they_were(shared_d
     assert [j["key"] for j in native[:len(before)]] == [j["key"] for j in before]
     added = native[len(before):]
     assert [j["artifact"] for j in added if j["severity"] != "mild"] == ["anisotropic"] * 2 + ["missing_coverage"] * 2
-    assert [j["seed"] for j in added if j["severity"] == "mild" and not j.get("crop")] == [j["seed"] for j in mild[:2 * len(ARTIFACTS)]]
+    zero_filled_mild = [j["seed"] for j in added if j["severity"] == "mild" and not j.get("crop")]
+    assert zero_filled_mild == [j["seed"] for j in mild[:2 * len(ARTIFACTS)]]
     assert not {j["seed"] for j in mild} & {j["seed"] for j in before}
     plan = plan_variants(scans, n_clean_variants=1, severities=("severe",), seed=3)
     moved = assign_keys(add_moves([dict(j) for j in plan], 0.8, seed=3), "grid")
@@ -408,7 +409,8 @@ def test_the_naming_cut_volumes_crop_the_array_from_their_own_seeds(shared_data)
     rated = {"subject": "sub-07", "source_file": str(shared_data / "ds002748" / "sub-07_T1w.nii.gz"),
              "label": "bad", "artifact": "motion"}
     cut = naming_crop_jobs(scans + [rated], seed=3)
-    assert [(j["subject"], j["severity"]) for j in cut] == [(s["subject"], v) for s in scans for v in ("mild", "severe")]
+    planned = [(s["subject"], severity) for s in scans for severity in ("mild", "severe")]
+    assert [(j["subject"], j["severity"]) for j in cut] == planned
     assert all(j["artifact"] == "missing_coverage" and j["crop"] for j in cut)
     assert naming_jobs(scans, seed=3) == naming_mild_jobs(scans, seed=3) + cut
     assert naming_jobs(scans, seed=3, artifacts=("motion",)) == naming_mild_jobs(scans, seed=3, artifacts=("motion",))
