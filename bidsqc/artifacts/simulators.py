@@ -434,13 +434,18 @@ SAMPLERS = {name: globals()[f"sample_{name}"] for name in ARTIFACTS}
 
 
 # --------------------------------------------------------------------------- images
-def sample_params(artifact, severity, rng, data, zooms):
-    """Draw parameters for ``artifact`` at ``severity`` with ``rng`` (numpy Generator)."""
+def sample_params(artifact, severity, rng, data, zooms, crop=False):
+    """Draw parameters for ``artifact`` at ``severity`` with ``rng`` (numpy Generator).
+    ``crop`` (missing coverage only): the slab is cut off the array (``coverage_crop``),
+    not zeroed; the draw is the same either way."""
     if artifact not in SAMPLERS:
         raise ValueError(f"unknown artifact {artifact!r}; choose from {', '.join(ARTIFACTS)}")
     if severity not in SEVERITIES:
         raise ValueError(f"unknown severity {severity!r}; choose mild or severe")
-    return SAMPLERS[artifact](rng, severity, data, zooms)
+    if crop and artifact != "missing_coverage":
+        raise ValueError(f"crop applies to missing_coverage only, not {artifact}")
+    params = SAMPLERS[artifact](rng, severity, data, zooms)
+    return dict(params, crop=True) if crop else params
 
 
 def apply_artifact(img, artifact, params):
@@ -485,11 +490,7 @@ def apply_artifact(img, artifact, params):
 def simulate(img, artifact, severity, rng, crop=False):
     """Corrupt ``img`` with ``artifact`` at ``severity``; returns (image, parameters).
     ``crop`` (missing coverage only): cut the slab off the array (``coverage_crop``)."""
-    if crop and artifact != "missing_coverage":
-        raise ValueError(f"crop applies to missing_coverage only, not {artifact}")
     data = np.asarray(img.dataobj, dtype=np.float32)
     zooms = tuple(float(z) for z in np.sqrt((img.affine[:3, :3] ** 2).sum(axis=0)))
-    params = sample_params(artifact, severity, rng, data, zooms)
-    if crop:
-        params["crop"] = True
+    params = sample_params(artifact, severity, rng, data, zooms, crop=crop)
     return apply_artifact(img, artifact, params), params

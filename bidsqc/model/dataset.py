@@ -186,9 +186,8 @@ def native_image(job):
         rng = np.random.default_rng(job["seed"])
         data = np.asarray(img.dataobj, np.float32)
         zooms = img.header.get_zooms()[:3]
-        params = sample_params(job["artifact"], job["severity"], rng, data, zooms)
-        if job.get("crop"):  # missing coverage cut off the array (naming_crop_jobs)
-            params["crop"] = True
+        # crop: missing coverage cut off the array (naming_crop_jobs)
+        params = sample_params(job["artifact"], job["severity"], rng, data, zooms, crop=bool(job.get("crop")))
     return apply_artifact(img, job["artifact"], params), params
 
 

@@ -96,6 +96,12 @@ def test_a_coverage_crop_cuts_the_same_slab_off_the_array_and_keeps_world_positi
     assert np.array_equal(np.asarray(zeroed.dataobj), sim.missing_coverage(data, axis=1, side="low", fraction=0.3))
     with pytest.raises(ValueError, match="leaves"):
         sim.coverage_crop(data[:, :, :10], axis=2, side="high", fraction=0.95)
+    # a cropped draw is the zero-filled one with the crop flag; no other artifact takes it
+    drawn = sample_params("missing_coverage", "severe", np.random.default_rng(4), data, (1, 1, 1), crop=True)
+    assert drawn == dict(sample_params("missing_coverage", "severe", np.random.default_rng(4), data, (1, 1, 1)),
+                         crop=True)
+    with pytest.raises(ValueError, match="missing_coverage only"):
+        sample_params("wraparound", "severe", np.random.default_rng(4), data, (1, 1, 1), crop=True)
 
 
 def test_noise_is_rician_with_the_requested_level():
