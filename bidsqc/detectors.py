@@ -44,7 +44,7 @@ So they are measured on the image as acquired (its own voxel grid, before any re
 Each detector score is turned into a decision by a threshold calibrated on training
 volumes (``calibrate``; stored in the model card), never by a hand-set value.
 
-Five more scores only help name the artifact (bidsqc.model.naming), since clean scans
+Six more scores only help name the artifact (bidsqc.model.naming), since clean scans
 from other scanners vary in them too much for a threshold learnt from the training scans:
 ``truncation_score`` (a cliff in the spectrum: truncated k-space, which rings as Gibbs),
 ``bias_score`` (the span of a smooth intensity field), ``background_score``
@@ -52,11 +52,14 @@ from other scanners vary in them too much for a threshold learnt from the traini
 share of the registered template brain outside the measured field of view: missing
 coverage, whether the field of view ends in the brain or a slab of it is zero-filled; an
 affine registration of an unusual brain, such as an infant's, leaves some of it uncovered
-too, which is why it is no detector) and ``fold_score`` (how far the head reaches both
+too, which is why it is no detector), ``fold_score`` (how far the head reaches both
 ends of an axis and runs on across that edge as if periodic: a fold, where a field of
 view that ends inside the head holds different anatomy at its two ends; it tells
 wrap-around from a cut for the naming, but a clean scan whose field of view is tight to
-the head reaches its ends too, which is why it is no detector).
+the head reaches its ends too, which is why it is no detector) and ``inner_slice_score``
+(slice_score leaving out every break into zero-filled end planes: slices dropped or out of
+order break inside the data, a slab of missing coverage zero-filled at an end breaks only
+there; a detector already counts both, as slice_score).
 """
 
 import numpy as np
@@ -69,7 +72,7 @@ SCORE_COLUMNS = {"spike": "spike_score", "ghosting": "ghost_score", "thick_slice
                  "bad_slices": "slice_score", "noise": "noise_score"}
 #: every native-space score, in the order the artifact naming uses them
 FEATURES = ("spike", "ghosting", "thick_slices", "truncation", "bias", "background", "bad_slices", "noise",
-            "uncovered", "fold")
+            "uncovered", "fold", "inner_slices")
 #: the scores that need the scan's registration to the template (``brain_voxels``)
 REGISTERED = ("bad_slices", "uncovered")
 #: fraction of each axis over which the volume is tapered to 0 (half at each end) before
@@ -391,21 +394,13 @@ def uncovered_score(data, brain):
     return round(float(outside.mean()), 4) if outside.size else 0.0
 
 
-def slice_score(data, zooms=(1.0, 1.0, 1.0), head=None, extent=None):
-    """The largest break between neighbouring slices along any axis: natural log of a slice
-    pair's relative difference (mean absolute difference over mean intensity, inside the
-    head of either slice) over its running median (+-SLICE_WINDOW_MM). A slab dropped in
-    intensity, slices out of order or a slab cut away break the run of similar neighbours
-    (about 1-2.5); a clean scan changes smoothly (about 0.3-0.6). ``head``: as thick_score.
-    ``extent`` (``brain_extent``): a break into the zero-filled end planes of an axis is left
-    out where the plane between them lies outside the brain's extent (the cut misses the
-    brain); None counts every break."""
-    data = np.maximum(_as_volume(data), 0)
-    head = _foreground(data) if head is None else head
-    if head is None:
-        return 0.0
-    best = 0.0
-    ends = _data_ends(data) if extent is not None else None
+def _slice_breaks(data, zooms, head):
+    """Per axis with at least 3 slice pairs that count: (axis, breaks, used). ``breaks``
+    (one per pair of neighbouring slices): natural log of the pair's relative difference
+    (mean absolute difference over mean intensity, inside the head of either slice) over its
+    running median (+-SLICE_WINDOW_MM); ``used``: the pairs whose head covers at least
+    SLICE_MIN_AREA of the largest. ``data`` non-negative."""
+    out = []
     for axis in range(3):
         lead, lag = _pair_slices(axis)
         pair = head[lead] | head[lag]  # either slice: a dropped slab leaves the head mask
@@ -421,6 +416,25 @@ def slice_score(data, zooms=(1.0, 1.0, 1.0), head=None, extent=None):
         filled[used] = relative
         k = max(3, int(round(SLICE_WINDOW_MM / float(zooms[axis]))))
         median = ndimage.median_filter(filled, size=2 * k + 1, mode="nearest")
+        out.append((axis, np.log(np.maximum(filled, 1e-9) / np.maximum(median, 1e-9)), used))
+    return out
+
+
+def slice_score(data, zooms=(1.0, 1.0, 1.0), head=None, extent=None, breaks=None):
+    """The largest break between neighbouring slices along any axis (``_slice_breaks``). A
+    slab dropped in intensity, slices out of order or a slab cut away break the run of
+    similar neighbours (about 1-2.5); a clean scan changes smoothly (about 0.3-0.6).
+    ``head``: as thick_score. ``extent`` (``brain_extent``): a break into the zero-filled
+    end planes of an axis is left out where the plane between them lies outside the brain's
+    extent (the cut misses the brain); None counts every break. ``breaks``: this volume's
+    ``_slice_breaks``, where already computed."""
+    data = np.maximum(_as_volume(data), 0)
+    head = _foreground(data) if head is None else head
+    if head is None:
+        return 0.0
+    best = 0.0
+    ends = _data_ends(data) if extent is not None else None
+    for axis, ratio, used in _slice_breaks(data, zooms, head) if breaks is None else breaks:
         counted = used.copy()
         if ends is not None:
             low, high = extent[axis]
@@ -428,10 +442,29 @@ def slice_score(data, zooms=(1.0, 1.0, 1.0), head=None, extent=None):
             for i in (ends[axis][0] - 1, ends[axis][1]):
                 if 0 <= i < counted.size and not low < i + 0.5 < high:
                     counted[i] = False
-        if not counted.any():
-            continue
-        ratio = np.log(np.maximum(filled, 1e-9) / np.maximum(median, 1e-9))[counted]
-        best = max(best, float(ratio.max()))
+        if counted.any():
+            best = max(best, float(ratio[counted].max()))
+    return round(best, 4)
+
+
+def inner_slice_score(data, zooms=(1.0, 1.0, 1.0), head=None, breaks=None):
+    """slice_score inside the measured data: the largest break between neighbouring slices,
+    leaving out every break into the zero-filled planes at an end of an axis, wherever the
+    brain lies. A slab zero-filled at an end (missing coverage) breaks there only; slices
+    dropped or out of order break inside. Naming only. ``head``, ``breaks``: as slice_score."""
+    data = np.maximum(_as_volume(data), 0)
+    head = _foreground(data) if head is None else head
+    if head is None:
+        return 0.0
+    best = 0.0
+    ends = _data_ends(data)
+    for axis, ratio, used in _slice_breaks(data, zooms, head) if breaks is None else breaks:
+        counted = used.copy()
+        for i in (ends[axis][0] - 1, ends[axis][1]):
+            if 0 <= i < counted.size:
+                counted[i] = False
+        if counted.any():
+            best = max(best, float(ratio[counted].max()))
     return round(best, 4)
 
 
@@ -579,14 +612,17 @@ def scores(data, zooms=(1.0, 1.0, 1.0), only=None, brain=None):
     if {"ghosting", "background"} & set(wanted):
         out["ghosting"], out["background"] = _background_scores(data, zooms)
     by_head = {"thick_slices": thick_score, "bias": bias_score, "bad_slices": slice_score, "noise": noise_score,
-               "fold": fold_score}
+               "fold": fold_score, "inner_slices": inner_slice_score}
     if set(by_head) & set(wanted):
         positive = np.maximum(data, 0)
         head = _foreground(positive)  # one head mask for the scores that use it
+        breaks = _slice_breaks(positive, zooms, head) \
+            if head is not None and {"bad_slices", "inner_slices"} & set(wanted) else None
         for name, score in by_head.items():
             if name in wanted:
-                extra = {"extent": brain_extent(brain) if brain is not None else None} \
-                    if name == "bad_slices" else {}
+                extra = {"breaks": breaks} if name in ("bad_slices", "inner_slices") else {}
+                if name == "bad_slices":
+                    extra["extent"] = brain_extent(brain) if brain is not None else None
                 out[name] = score(positive, zooms, head=head, **extra) if head is not None else 0.0
     return {f: out[f] for f in wanted}
 

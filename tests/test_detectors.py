@@ -10,8 +10,9 @@ import pytest
 from bidsqc.artifacts.simulators import (bad_slices, bias, coverage_crop, ghosting, gibbs, missing_coverage, motion,
                                          noise, spike, thick_slices, wraparound)
 from bidsqc.detectors import (FEATURES, REGISTERED, apply, background_score, bias_score, brain_extent, brain_voxels,
-                              calibrate, combine, feature_column, fold_score, ghost_score, noise_score, probability,
-                              scores, slice_score, spike_score, thick_score, truncation_score, uncovered_score)
+                              calibrate, combine, feature_column, fold_score, ghost_score, inner_slice_score,
+                              noise_score, probability, scores, slice_score, spike_score, thick_score,
+                              truncation_score, uncovered_score)
 from bidsqc.model.ensemble import QCResult
 
 
@@ -110,6 +111,28 @@ def test_slice_score_sees_dropped_and_misordered_slabs(stripped, raw_head):
         # noise raises every slice pair's difference alike
         assert slice_score(noise(data, sigma=0.1, seed=2), zooms) < clean + 0.2
 
+
+
+def test_inner_slice_score_sees_slabs_inside_the_data_not_a_slab_zero_filled_at_an_end(stripped, raw_head):
+    """The naming's inner_slices: slices dropped or out of order break inside the data (as
+    slice_score); a slab of missing coverage zero-filled at an end breaks only into the zero
+    planes, which it leaves out (slice_score counts it), as it does zero padding."""
+    for data, zooms in (stripped, raw_head):
+        clean = inner_slice_score(data, zooms)
+        assert clean < 0.8, clean
+        n = data.shape[1]
+        for bad in (bad_slices(data, axis=1, starts=[n // 2], width=3, scale=0.5),
+                    bad_slices(data, axis=1, starts=[n // 3, n // 2], width=3, scale=1.0, mode="swap")):
+            assert inner_slice_score(bad, zooms) == slice_score(bad, zooms) > clean + 0.3
+        for side in ("low", "high"):
+            cut = missing_coverage(data, axis=2, side=side, fraction=0.3)
+            assert slice_score(cut, zooms) > clean + 0.3
+            assert inner_slice_score(cut, zooms) < clean + 0.2, side
+        padded = np.pad(data, ((0, 0), (6, 6), (0, 0)))
+        assert abs(inner_slice_score(padded, zooms) - clean) < 0.05
+        together = scores(cut, zooms, only=["bad_slices", "inner_slices"])
+        assert together == {"bad_slices": slice_score(cut, zooms), "inner_slices": inner_slice_score(cut, zooms)}
+    assert inner_slice_score(np.zeros((8, 8, 8), np.float32)) == 0.0
 
 def _padded_below(img, planes):
     """``img`` with ``planes`` zero planes added below its last axis (a larger, zero-filled field of view)."""
