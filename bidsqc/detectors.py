@@ -59,7 +59,7 @@ wrap-around from a cut for the naming, but a clean scan whose field of view is t
 the head reaches its ends too, which is why it is no detector) and ``inner_slice_score``
 (slice_score leaving out every break into zero-filled end planes: slices dropped or out of
 order break inside the data, a slab of missing coverage zero-filled at an end breaks only
-there; a detector already counts both, as slice_score).
+there; slice_score, the detector, counts both).
 """
 
 import numpy as np
