@@ -420,6 +420,28 @@ def _slice_breaks(data, zooms, head):
     return out
 
 
+def _largest_break(data, zooms, head, breaks, left_out):
+    """The largest of the counted ``_slice_breaks`` (``breaks``, or computed here); ``head``:
+    as thick_score. ``left_out(axis, i)``: whether the break of pair i into the zero-filled
+    end planes of ``axis`` is left out (None: every break counts)."""
+    data = np.maximum(_as_volume(data), 0)
+    head = _foreground(data) if head is None else head
+    if head is None:
+        return 0.0
+    best = 0.0
+    ends = _data_ends(data) if left_out is not None else None
+    for axis, ratio, used in _slice_breaks(data, zooms, head) if breaks is None else breaks:
+        counted = used.copy()
+        if ends is not None:
+            # pair i joins planes i and i + 1: the end pairs join the data to its zero-filled planes
+            for i in (ends[axis][0] - 1, ends[axis][1]):
+                if 0 <= i < counted.size and left_out(axis, i):
+                    counted[i] = False
+        if counted.any():
+            best = max(best, float(ratio[counted].max()))
+    return round(best, 4)
+
+
 def slice_score(data, zooms=(1.0, 1.0, 1.0), head=None, extent=None, breaks=None):
     """The largest break between neighbouring slices along any axis (``_slice_breaks``). A
     slab dropped in intensity, slices out of order or a slab cut away break the run of
@@ -428,23 +450,9 @@ def slice_score(data, zooms=(1.0, 1.0, 1.0), head=None, extent=None, breaks=None
     end planes of an axis is left out where the plane between them lies outside the brain's
     extent (the cut misses the brain); None counts every break. ``breaks``: this volume's
     ``_slice_breaks``, where already computed."""
-    data = np.maximum(_as_volume(data), 0)
-    head = _foreground(data) if head is None else head
-    if head is None:
-        return 0.0
-    best = 0.0
-    ends = _data_ends(data) if extent is not None else None
-    for axis, ratio, used in _slice_breaks(data, zooms, head) if breaks is None else breaks:
-        counted = used.copy()
-        if ends is not None:
-            low, high = extent[axis]
-            # pair i joins planes i and i + 1: the cut lies between them, at i + 0.5
-            for i in (ends[axis][0] - 1, ends[axis][1]):
-                if 0 <= i < counted.size and not low < i + 0.5 < high:
-                    counted[i] = False
-        if counted.any():
-            best = max(best, float(ratio[counted].max()))
-    return round(best, 4)
+    # the cut of end pair i lies between its planes, at i + 0.5
+    left_out = None if extent is None else (lambda axis, i: not extent[axis][0] < i + 0.5 < extent[axis][1])
+    return _largest_break(data, zooms, head, breaks, left_out)
 
 
 def inner_slice_score(data, zooms=(1.0, 1.0, 1.0), head=None, breaks=None):
@@ -452,20 +460,7 @@ def inner_slice_score(data, zooms=(1.0, 1.0, 1.0), head=None, breaks=None):
     leaving out every break into the zero-filled planes at an end of an axis, wherever the
     brain lies. A slab zero-filled at an end (missing coverage) breaks there only; slices
     dropped or out of order break inside. Naming only. ``head``, ``breaks``: as slice_score."""
-    data = np.maximum(_as_volume(data), 0)
-    head = _foreground(data) if head is None else head
-    if head is None:
-        return 0.0
-    best = 0.0
-    ends = _data_ends(data)
-    for axis, ratio, used in _slice_breaks(data, zooms, head) if breaks is None else breaks:
-        counted = used.copy()
-        for i in (ends[axis][0] - 1, ends[axis][1]):
-            if 0 <= i < counted.size:
-                counted[i] = False
-        if counted.any():
-            best = max(best, float(ratio[counted].max()))
-    return round(best, 4)
+    return _largest_break(data, zooms, head, breaks, lambda axis, i: True)
 
 
 def noise_score(data, zooms=(1.0, 1.0, 1.0), head=None):
