@@ -30,10 +30,11 @@ sys.path.insert(0, str(REPO))
 
 from bidsqc.artifacts import ARTIFACTS  # noqa: E402
 from bidsqc.model.card import write_json_atomic  # noqa: E402
-from bidsqc.detectors import scores as detector_scores_of  # noqa: E402
-from bidsqc.model.dataset import build_dataset, detector_table, load_volumes, native_image  # noqa: E402
+from bidsqc.model.decision import decide, verdicts  # noqa: E402
 from bidsqc.model.ensemble import DEFAULT_MODEL_DIR, Ensemble  # noqa: E402
 from bidsqc.preprocessing.resample import zscore  # noqa: E402
+from bidsqc.scores import scores as detector_scores_of  # noqa: E402
+from bidsqc.training.dataset import build_dataset, detector_table, load_volumes, native_image  # noqa: E402
 
 TARGETS = {"auc_clean_vs_severe": 0.98, "auc_clean_vs_mild": 0.85, "clean_fail_rate": 0.05,
            "artifact_top1_severe": 0.80, "seconds_per_volume": 3.0}
@@ -50,8 +51,6 @@ def rate(ensemble, rows, cache_dir, detector_scores):
     """p_bad, verdict and likely artifact for every row, with the native-space detectors and
     the card's artifact naming (``detector_scores``: {key: scores}) and from the network
     alone (``*_network``); also the ensemble seconds per volume."""
-    from bidsqc.detectors import apply
-
     volumes = load_volumes(cache_dir, rows)
     results, seconds = [], []
     for row, volume in zip(rows, volumes):
@@ -59,19 +58,15 @@ def rate(ensemble, rows, cache_dir, detector_scores):
         started = time.perf_counter()
         res = ensemble.predict(x)
         seconds.append(time.perf_counter() - started)
-        verdict = res.verdicts(ensemble.threshold, ensemble.uncertain_band)[0]
+        verdict = verdicts(res, ensemble.threshold, ensemble.uncertain_band)[0]
         p_art = {a: float(v[0]) for a, v in res.p_artifacts.items()}
         top = max(p_art, key=p_art.get)
         out = dict(row, p_bad_network=float(res.p_bad[0]), qc_network=verdict, top_artifact_network=top,
                    p_bad_std=float(res.p_bad_std[0]), detector_scores=detector_scores.get(row["key"]))
-        flagged = None
-        if ensemble.detectors and out["detector_scores"]:
-            _, flagged = apply(res, 0, out["detector_scores"], ensemble.detectors, ensemble.threshold,
-                               ensemble.uncertain_band)
-            if flagged:
-                verdict = res.verdicts(ensemble.threshold, ensemble.uncertain_band)[0]
-        top = ensemble.likely_artifact(p_art, out["detector_scores"], flagged)
-        results.append(dict(out, p_bad=float(res.p_bad[0]), qc=verdict, top_artifact=top))
+        outcome = decide(res, 0, ensemble.threshold, ensemble.uncertain_band, ensemble.detectors,
+                         out["detector_scores"])
+        top = ensemble.likely_artifact(p_art, out["detector_scores"], outcome["flagged"])
+        results.append(dict(out, p_bad=float(res.p_bad[0]), qc=outcome["qc"], top_artifact=top))
     return results, seconds
 
 

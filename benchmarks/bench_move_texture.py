@@ -1,7 +1,7 @@
 """How much does a move at registration change a volume's fine texture?
 
 ``bidsqc-train --registration-jitter`` moves training volumes inside their one resampling at
-registration (``bidsqc.model.geometry.grid_move``). Rotations and shifts keep the texture, but
+registration (``bidsqc.training.geometry.grid_move``). Rotations and shifts keep the texture, but
 a zoom does not: a scan shrunk on the grid packs more fine detail into each voxel, an enlarged
 one less. Where the zooms drawn change the texture as much as mild noise adds (1.09 times the
 Laplacian energy, benchmarks/bench_smoothing.py), moved clean training volumes overlap mild
@@ -27,11 +27,11 @@ from scipy import ndimage
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bidsqc.model.geometry import JITTER_RANGES, SPATIAL_RANGES, axis_rotation, grid_move, zoom_range  # noqa: E402
 from bidsqc.preprocessing.conform import conform, load_image  # noqa: E402
 from bidsqc.preprocessing.pipeline import DEFAULT_SHAPE, make_grid, to_model_grid  # noqa: E402
 from bidsqc.preprocessing.register import register_affine  # noqa: E402
 from bidsqc.preprocessing.templates import get_template  # noqa: E402
+from bidsqc.training.geometry import JITTER_RANGES, SPATIAL_RANGES, axis_rotation, grid_move, zoom_range  # noqa: E402, E501
 from bench_smoothing import texture_energy  # noqa: E402  (benchmarks/, this script's folder)
 
 

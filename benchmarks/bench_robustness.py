@@ -26,13 +26,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bidsqc.model.card import write_json_atomic  # noqa: E402
+from bidsqc.model.decision import verdicts as verdicts_of  # noqa: E402
 from bidsqc.model.ensemble import DEFAULT_MODEL_DIR, Ensemble  # noqa: E402
-from bidsqc.model.geometry import axis_rotation  # noqa: E402
 from bidsqc.preprocessing.conform import conform  # noqa: E402
 from bidsqc.preprocessing.pipeline import to_model_grid  # noqa: E402
 from bidsqc.preprocessing.register import register_affine  # noqa: E402
 from bidsqc.preprocessing.resample import zscore  # noqa: E402
 from bidsqc.preprocessing.templates import get_template  # noqa: E402
+from bidsqc.training.geometry import axis_rotation  # noqa: E402
 from make_split import CLEAN_GROUPS  # noqa: E402  (benchmarks/, this script's folder)
 
 SHIFT_MM, ROTATION_DEG, SCALES = 5.0, 6.0, (0.93, 1.07)
@@ -115,7 +116,7 @@ def main():
             x = np.stack([zscore(v.astype(np.float32), ensemble.mask) for v in volumes[i]])
             res = ensemble.predict(x)
             p[i] = res.p_bad
-            verdicts[i] = res.verdicts(ensemble.threshold, ensemble.uncertain_band)
+            verdicts[i] = verdicts_of(res, ensemble.threshold, ensemble.uncertain_band)
         entry = {"model_id": ensemble.model_id, "threshold": ensemble.threshold, "groups": {}}
         print(f"\nmodel {ensemble.model_id} ({model_dir}), threshold {ensemble.threshold:.2f}")
         for group in CLEAN_GROUPS:

@@ -33,8 +33,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bidsqc.model.ensemble import DEFAULT_MODEL_DIR, Ensemble  # noqa: E402
-from bidsqc.model.geometry import random_affine, spatial_transform  # noqa: E402
 from bidsqc.preprocessing.resample import zscore  # noqa: E402
+from bidsqc.training.geometry import random_affine, spatial_transform  # noqa: E402
 from make_split import CLEAN_GROUPS  # noqa: E402  (benchmarks/, this script's folder)
 
 CASES = (("as is", None), ("half-voxel shift, linear", 1), ("half-voxel shift, cubic", 3))

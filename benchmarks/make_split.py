@@ -5,7 +5,10 @@ Writes ``train.tsv`` (source_file, subject, rating) for ``bidsqc-train --labels`
 - ``heldout``: whole subjects of the skull-stripped sets never seen in training,
 - ``raw_head``: clean raw heads from scanners never seen in training (all of raw/),
 - ``raw_stripped``: clean skull-stripped scans in raw/,
-- ``questionable``: scans the manifest calls questionable, 2D or not 3D T1w (never "good").
+- ``questionable``: scans the manifest calls questionable, 2D or not 3D T1w (never "good"),
+- ``evaluation_only``: studies kept for measuring shift only (OASIS-1: never trained or
+  calibrated on; ``benchmarks/bench_shift.py``); they do not enter the draw of held-out
+  subjects, so the split of the other scans is the one the shipped ensemble was trained on.
 IXI heads (2 mm) stay in training so that some skull is seen with artifacts.
 ``--extra-raw-head FILE`` adds clean raw heads from outside ../shared/data to ``raw_head``
 (benchmarks/fetch_extra_raw.sh fetches one: Colin27, from Debian's mricron-data).
@@ -22,6 +25,7 @@ import numpy as np
 
 NOT_GOOD = re.compile(r"questionable|2D|not a 3D", re.IGNORECASE)
 CLEAN_GROUPS = ("heldout", "raw_head", "raw_stripped")  # holdout.tsv groups of presumed-clean scans
+EVALUATION_ONLY = ("oasis1/",)  # folders of ../shared/data that no model trains or calibrates on
 
 
 def subject_of(path):
@@ -43,13 +47,15 @@ def split(data_dir, holdout_fraction=0.2, seed=0):
     rng = np.random.default_rng(seed)
     train, holdout = [], []
     stripped_subjects = sorted({subject_of(r["file"]) for r in rows
-                                if not r["file"].startswith(("raw/", "ixi/"))})
+                                if not r["file"].startswith(("raw/", "ixi/") + EVALUATION_ONLY)})
     n_hold = int(round(holdout_fraction * len(stripped_subjects)))
     held = set(rng.choice(stripped_subjects, size=n_hold, replace=False).tolist())
     for row in rows:
         path = str((Path(data_dir) / row["file"]).resolve())
         subject = subject_of(row["file"])
-        if NOT_GOOD.search(row.get("note", "")):
+        if row["file"].startswith(EVALUATION_ONLY):
+            holdout.append({"source_file": path, "subject": subject, "group": "evaluation_only"})
+        elif NOT_GOOD.search(row.get("note", "")):
             holdout.append({"source_file": path, "subject": subject, "group": "questionable"})
         elif row["file"].startswith("raw/"):
             group = "raw_head" if row["skull"] == "head" else "raw_stripped"

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from . import __version__
-from .detectors import SCORE_COLUMNS
+from .scores import SCORE_COLUMNS
 
 FIRST_COLUMNS = ["participant_id", "session_id", "run_id", "acq_id", "source_file", "p_bad",
                  "p_bad_std", "qc"]

@@ -9,6 +9,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,6 +26,16 @@ if SHARED_TEMPLATEFLOW.is_dir():
             os.chmod(os.path.join(root, name), 0o755 if name in dirs else 0o644)
 os.environ["TEMPLATEFLOW_HOME"] = str(_TF_HOME)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+#: the slowest test files, run first: with pytest-xdist (``--dist loadfile``) each starts on a
+#: worker of its own while the other files run beside it
+SLOW_FIRST = ("tests/training/test_train.py", "tests/test_cli.py", "tests/test_demo.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(SLOW_FIRST)))
 
 
 def _require(path):
@@ -63,3 +75,26 @@ def stripped_t1w(shared_data):
 @pytest.fixture(scope="session")
 def raw_head_t1w(shared_data):
     return shared_data / "raw" / "nichart_dcm2nii_sample_trio_mprage.nii.gz"
+
+
+def block_mean(source, out, factor=2):
+    """A real scan at ``factor`` times its voxel size (means of factor^3 blocks), written to
+    ``out``: the same head and contrast with a fraction of the voxels, for tests of the
+    machinery (caches, training, workflows) that need a real scan but not its fine detail."""
+    img = nib.load(source)
+    data = np.asarray(img.dataobj, np.float32)
+    shape = [n // factor for n in data.shape]
+    data = data[:shape[0] * factor, :shape[1] * factor, :shape[2] * factor]
+    data = data.reshape(shape[0], factor, shape[1], factor, shape[2], factor).mean(axis=(1, 3, 5))
+    affine = img.affine.copy()
+    affine[:3, :3] *= factor
+    affine[:3, 3] += img.affine[:3, :3] @ np.full(3, (factor - 1) / 2)
+    nib.save(nib.Nifti1Image(data, affine), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def stripped_t1w_2mm(stripped_t1w, tmp_path_factory):
+    """ds002748 sub-01 at 2 mm (``block_mean``)."""
+    return block_mean(stripped_t1w, tmp_path_factory.mktemp("scans") / "sub-01_T1w.nii.gz")
+

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import nibabel as nib
 import pytest
+from conftest import block_mean
 
 from bidsqc.cli.run import main
-from bidsqc.detectors import DETECTORS
 from bidsqc.model.ensemble import DEFAULT_MODEL_DIR
 from bidsqc.outputs import FIRST_COLUMNS, LAST_COLUMNS, read_tsv
+from bidsqc.scores import DETECTORS
 
 ARTIFACT_COLUMNS = ["p_motion", "p_ghosting", "p_spike", "p_noise", "p_bias", "p_thick_slices",
                     "p_wraparound", "p_gibbs", "p_missing_coverage", "p_bad_slices"]
@@ -34,8 +35,11 @@ def bids_dataset(tmp_path_factory, shared_data):
     bids = tmp_path_factory.mktemp("bids") / "ds"
     bids.mkdir()
     (bids / "dataset_description.json").write_text(json.dumps({"Name": "bidsqc test", "BIDSVersion": "1.9.0"}))
+    # sub-01, which the rerun and fallback tests rate again, at 2 mm: a real head, rated quicker
+    (bids / "sub-01" / "anat").mkdir(parents=True)
+    block_mean(shared_data / "ds002748" / "sub-05_T1w.nii.gz", bids / "sub-01" / "anat" / "sub-01_T1w.nii.gz")
     files = [
-        _add(bids, "sub-01/anat/sub-01_T1w.nii.gz", shared_data / "ds002748" / "sub-05_T1w.nii.gz"),
+        "sub-01/anat/sub-01_T1w.nii.gz",
         _add(bids, "sub-02/ses-1/anat/sub-02_ses-1_run-1_T1w.nii.gz", shared_data / "ds002748" / "sub-08_T1w.nii.gz"),
         _add(bids, "sub-02/ses-1/anat/sub-02_ses-1_run-2_T1w.nii.gz", shared_data / "ixi" / "IXI015-HH-1258_T1.nii.gz"),
         _add(bids, "sub-03/anat/sub-03_acq-mprage_T1w.nii.gz",
@@ -163,18 +167,18 @@ def test_a_recalibrated_card_or_another_version_changes_the_rating_checksum():
 
 
 def test_a_changed_score_definition_changes_the_rating_checksum(monkeypatch):
-    """A native score whose definition changed (bidsqc.detectors.FEATURE_VERSIONS) rates a
+    """A native score whose definition changed (bidsqc.scores.FEATURE_VERSIONS) rates a
     scan again even where the refit left the card's calibration as it was."""
-    import bidsqc.detectors
+    import bidsqc.scores
     from bidsqc.model.card import rating_checksum, read_card
     from bidsqc.model.ensemble import DEFAULT_MODEL_DIR
 
     card = read_card(DEFAULT_MODEL_DIR)
     settings = {"template": None, "mc_samples": None, "threshold": None}
     key = rating_checksum("networks", card, settings, "1.0")
-    versions = dict(bidsqc.detectors.FEATURE_VERSIONS)
+    versions = dict(bidsqc.scores.FEATURE_VERSIONS)
     versions["bad_slices"] = versions.get("bad_slices", 1) + 1
-    monkeypatch.setattr(bidsqc.detectors, "FEATURE_VERSIONS", versions)
+    monkeypatch.setattr(bidsqc.scores, "FEATURE_VERSIONS", versions)
     assert rating_checksum("networks", card, settings, "1.0") != key
 
 

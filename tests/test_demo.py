@@ -4,7 +4,7 @@ scan fails; clean scans never fail. Measured with bidsqc-418fc49cb11f: p_bad 0.8
 (`uncertain`: inside the band 0.813-0.938 around the threshold 0.89) and 0.88
 ghosting (`uncertain`), 0.98 missing coverage (`fail`), 0.03 and 0.10 clean (`pass`)."""
 
-from bidsqc.cli.run import main
+from bidsqc.cli.app import main
 from bidsqc.outputs import read_tsv
 
 

@@ -55,7 +55,7 @@ CLEAN_RANGES = {"gamma": (0.75, 1.35), "bias_amplitude": (0.0, 0.18), "fwhm_mm":
 
 # A clean scan acquired with one coarser axis (ADNI's MPRAGE: 1 x 1 x 1.2 mm): the slice spacing
 # along the drawn axis, as a factor of the scan's own. Used for the native-space detectors'
-# clean calibration volumes (bidsqc.model.train.native_plan), not for network training.
+# clean calibration volumes (bidsqc.training.calibrate.native_plan), not for network training.
 ANISOTROPIC_RANGE = {"slice_factor": (1.1, 1.6)}
 
 

@@ -21,16 +21,20 @@ class UsageError(Exception):
 
 def setup_logging(verbose):
     """bidsqc logs progress at INFO (-v) and summaries at WARNING; Nipype's own log is
-    quiet unless -v (workflow) or -vv (debug)."""
+    quiet unless -v (workflow) or -vv (debug). Only bidsqc's own handler is added or
+    touched: handlers that others put on the logger (pytest's capture, an embedding
+    pipeline's) are left as they are."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if not LOGGER.handlers:
+    own = [h for h in LOGGER.handlers if getattr(h, "bidsqc_cli", False)]
+    if not own:
         handler = logging.StreamHandler()
+        handler.bidsqc_cli = True
         handler.setFormatter(logging.Formatter("%(asctime)s bidsqc %(levelname)s: %(message)s", "%H:%M:%S"))
         LOGGER.addHandler(handler)
         LOGGER.propagate = False
-    for handler in LOGGER.handlers:  # main() may run many times in one process (tests, embedding)
-        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
-            handler.stream = sys.stderr
+        own = [handler]
+    for handler in own:  # main() may run many times in one process (tests, embedding): the current stderr
+        handler.stream = sys.stderr  # (not setStream: it flushes the old stream, which may be closed by now)
     LOGGER.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
     from nipype import config as nipype_config
     from nipype import logging as nipype_logging
@@ -125,7 +129,7 @@ def plugin_settings(args):
 
 def run_participant(args):
     from ..model.card import ModelCardError, ensemble_checksum, rating_checksum, read_card
-    from ..model.dataset import file_checksum
+    from ..model.card import file_checksum
     from ..model.ensemble import DEFAULT_MODEL_DIR
     from ..outputs import derivative_paths, write_dataset_description, write_subject_table
 
@@ -254,14 +258,13 @@ def run_group(args):
 
 
 def main(argv=None):
+    """The BIDS-App levels (participant, group); the ``bidsqc`` command (bidsqc.cli.app) also runs the demo."""
     parser = get_parser()
     args = parser.parse_args(argv)
+    if args.demo:
+        parser.error("--demo is run by the bidsqc command (bidsqc.cli.app.main), not by bidsqc.cli.run")
     setup_logging(args.verbose)
     try:
-        if args.demo:
-            from .demo import run_demo
-
-            return run_demo(args.demo, args)
         if not (args.bids_dir and args.output_dir and args.analysis_level):
             parser.error("bids_dir, output_dir and analysis_level are required (or use --demo OUT)")
         if args.analysis_level == "group":

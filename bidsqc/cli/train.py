@@ -1,4 +1,4 @@
-"""``bidsqc-train``: train or fine-tune an ensemble (see bidsqc.model.train.train_ensemble)."""
+"""``bidsqc-train``: train or fine-tune an ensemble (see bidsqc.training.folds.train_ensemble)."""
 
 import csv
 import logging
@@ -13,9 +13,11 @@ def main(argv=None):
                         format="%(asctime)s %(levelname)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("nipype").setLevel(logging.WARNING)
     from ..artifacts.simulators import ARTIFACTS
-    from ..detectors import DETECTORS
-    from ..model.train import add_detectors, read_labels, scans_from_folder, train_ensemble
     from ..preprocessing.pipeline import DEFAULT_SHAPE, DEFAULT_SPACING_MM
+    from ..scores import DETECTORS
+    from ..training.calibrate import add_detectors
+    from ..training.dataset import read_labels, scans_from_folder
+    from ..training.folds import train_ensemble
 
     unknown = sorted(set(args.exclude_artifacts) - set(ARTIFACTS))
     if unknown:

@@ -6,8 +6,8 @@ import nibabel as nib
 import numpy as np
 from nipype.interfaces.base import File, traits
 
-from ..detectors import FEATURES, REGISTERED, scores
 from ..preprocessing.conform import conform, load_image
+from ..scores import FEATURES, REGISTERED, scores
 from .base import QCInputSpec, QCInterface, QCOutputSpec
 
 
@@ -22,7 +22,7 @@ class _ConformOutputSpec(QCOutputSpec):
 
 class Conform(QCInterface):
     """Check the image (2D, empty, all-zero, non-finite -> error), reorient it to RAS and
-    score it with the native-space detectors (bidsqc.detectors; all but those that need the
+    score it with the native-space detectors (bidsqc.scores; all but those that need the
     registration, which RegisterToTemplate adds)."""
 
     input_spec = _ConformInputSpec

@@ -1,4 +1,5 @@
-"""PredictQC: run the ensemble with Monte Carlo dropout (bidsqc.model.ensemble)."""
+"""PredictQC: run the ensemble with Monte Carlo dropout (bidsqc.model.ensemble) and decide the
+verdict (bidsqc.model.decision)."""
 
 import nibabel as nib
 import numpy as np
@@ -26,29 +27,25 @@ class PredictQC(QCInterface):
     stage = "predict"
 
     def _stage(self, info, cwd):
-        from ..detectors import apply
-        from ..model.ensemble import MC_SEED, band_half_width_logit, load_cached, uncertain_band
+        from ..model.decision import decide, decision_rule
+        from ..model.ensemble import MC_SEED, load_cached
 
         ensemble = load_cached(self.inputs.model_dir)
         volume = np.asarray(nib.load(self.inputs.in_file).dataobj, dtype=np.float32)
         result = ensemble.predict(volume, mc_samples=self.inputs.mc_samples or None, seed=MC_SEED)
-        threshold = self.inputs.threshold if self.inputs.threshold >= 0 else ensemble.threshold
-        band = ensemble.uncertain_band
-        if self.inputs.threshold >= 0:  # keep the band's width (in log-odds) around a user threshold
-            band = uncertain_band(threshold, band_half_width_logit(band))
+        threshold, band = decision_rule(ensemble.threshold, ensemble.uncertain_band, self.inputs.threshold)
         p_artifacts = {a: round(float(v[0]), 4) for a, v in result.p_artifacts.items()}
-        record = {"p_bad_network": round(float(result.p_bad[0]), 4)}
         scores = info.get("detector_scores") or {}
-        flagged = None
-        if ensemble.detectors and scores:
-            record["p_detectors"], flagged = apply(result, 0, scores, ensemble.detectors, threshold, band)
+        outcome = decide(result, 0, threshold, band, ensemble.detectors, scores)
+        record = {"p_bad_network": outcome["p_bad_network"]}
+        if "p_detectors" in outcome:
+            record["p_detectors"] = outcome["p_detectors"]
         # the card's naming weighs the network's heads and the native scores; a detector that
         # raised p_bad, or the network's top head, names it where there is no naming
-        record["likely_artifact"] = ensemble.likely_artifact(p_artifacts, scores, flagged)
-        record["reason"] = result.reason(0, threshold, band, record["p_bad_network"], flagged, scores.get(flagged),
-                                         ensemble.detectors.get(flagged), detectors=bool(ensemble.detectors and scores))
-        record.update({"p_bad": round(float(result.p_bad[0]), 4), "p_bad_std": round(float(result.p_bad_std[0]), 4),
-                       "p_artifacts": p_artifacts, "qc": result.verdicts(threshold, band)[0], "threshold": threshold,
+        record["likely_artifact"] = ensemble.likely_artifact(p_artifacts, scores, outcome["flagged"])
+        record["reason"] = outcome["reason"]
+        record.update({"p_bad": round(outcome["p_bad"], 4), "p_bad_std": round(float(result.p_bad_std[0]), 4),
+                       "p_artifacts": p_artifacts, "qc": outcome["qc"], "threshold": threshold,
                        "uncertain_band": list(band), "mc_samples": int(self.inputs.mc_samples or
                                                                 ensemble.card.get("mc_samples", 4)),
                        "mc_seed": MC_SEED, "model_id": ensemble.model_id, "n_folds": len(ensemble.models)})

@@ -6,9 +6,9 @@ import nibabel as nib
 import numpy as np
 from nipype.interfaces.base import traits
 
-from ..detectors import REGISTERED, brain_voxels, scores
 from ..preprocessing.register import register_affine, write_itk_affine
 from ..preprocessing.templates import cached_template
+from ..scores import REGISTERED, brain_voxels, scores
 from .base import QCInputSpec, QCInterface, QCOutputSpec
 
 
@@ -24,7 +24,7 @@ class _RegisterOutputSpec(QCOutputSpec):
 
 class RegisterToTemplate(QCInterface):
     """Affine (similarity, then 12-dof) registration to the 2 mm template; adds the native
-    scores that need the registered brain (bidsqc.detectors.REGISTERED) to the conformed
+    scores that need the registered brain (bidsqc.scores.REGISTERED) to the conformed
     scan's detector scores."""
 
     input_spec = _RegisterInputSpec

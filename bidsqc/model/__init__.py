@@ -1,1 +1,3 @@
-"""Model code: network, losses, ensemble loading/prediction, dataset building and training."""
+"""What ships and rates: the network, the model card, the ensemble (load, predict), the
+artifact naming and the decision (threshold, band, detectors, verdict and reason). Nothing
+here trains; that is bidsqc.training."""

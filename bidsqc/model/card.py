@@ -47,6 +47,15 @@ def check_presmoothing(card, path):
                              "with bidsqc-train (or --init-from it) or use the bidsqc version it came with")
 
 
+def file_checksum(path, chunk=1 << 20):
+    """sha256 of a file (a scan, a fold model), read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def write_json_atomic(path, payload):
     """Write JSON to ``path`` through a temporary file and rename (never half-written)."""
     path = Path(path)
@@ -77,7 +86,7 @@ def rating_checksum(network_checksum, card, settings, version):
     ``version`` and the definitions of its native-space scores (``FEATURE_VERSIONS``) and
     the rating ``settings`` (template, MC samples, threshold). A scan rated under another
     one is rated again."""
-    from ..detectors import FEATURE_VERSIONS
+    from ..scores import FEATURE_VERSIONS
 
     payload = {"networks": network_checksum, "card": {k: card.get(k) for k in RATING_SECTIONS},
                "settings": settings, "bidsqc": version, "scores": FEATURE_VERSIONS}

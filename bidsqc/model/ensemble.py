@@ -13,102 +13,32 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from ..scores import DETECTORS, FEATURES
 from .card import ModelCardError, ensemble_checksum, read_card
+from .decision import UNCERTAIN_HALF_WIDTH_LOGIT, uncertain_band
 
 LOGGER = logging.getLogger("bidsqc")
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "ensemble"
 MC_SEED = 0  # default seed of the MC-dropout masks (recorded as mc_seed in the outputs)
-# half-width of the uncertain band in log-odds: +-0.15 around a threshold of 0.5
-UNCERTAIN_HALF_WIDTH_LOGIT = float(np.log(0.65 / 0.35))
-
-
-def _logit(p):
-    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
-
-
-def uncertain_band(threshold, half_width_logit=UNCERTAIN_HALF_WIDTH_LOGIT):
-    """The uncertain band (low, high) around ``threshold``: +-``half_width_logit`` in log-odds.
-    It is +-0.15 around 0.5 and narrows towards 0 and 1, so a threshold near either end
-    still leaves room for ``fail`` and ``pass`` (a band of +-0.15 in probability around a
-    threshold of 0.86 would reach 1 and no scan could fail)."""
-    centre = _logit(threshold)
-    low, high = (1 / (1 + np.exp(-(centre + d))) for d in (-half_width_logit, half_width_logit))
-    return round(float(low), 3), round(float(high), 3)
-
-
-def band_half_width_logit(band):
-    """The log-odds half-width of a band (low, high), to move it to another threshold."""
-    return float((_logit(band[1]) - _logit(band[0])) / 2)
 
 
 @dataclass
 class QCResult:
     """Per-volume ensemble output: ``p_bad`` (n,), ``p_bad_std`` (n,), ``p_artifacts``
-    {artifact: (n,)}, ``p_bad_folds`` (n, folds) fold means."""
+    {artifact: (n,)}, ``p_bad_folds`` (n, folds) fold means. Verdicts, the detectors and
+    reasons: bidsqc.model.decision."""
 
     p_bad: np.ndarray
     p_bad_std: np.ndarray
     p_artifacts: dict
     p_bad_folds: np.ndarray
 
-    def raise_p_bad(self, index, p_bad):
-        """Raise volume ``index``'s p_bad, and each fold's, to at least ``p_bad`` (a
-        native-space detector's evidence, which every fold model lacks alike)."""
-        self.p_bad[index] = max(float(self.p_bad[index]), p_bad)
-        self.p_bad_folds[index] = np.maximum(self.p_bad_folds[index], p_bad)
-
-    def verdicts(self, threshold, band):
-        """pass | fail | uncertain per volume: ``uncertain`` inside ``band`` = (low, high),
-        and also wherever the fold models disagree, some fold's mean ``p_bad`` at or above
-        ``threshold`` and another's below: a verdict the ensemble is split on is left to a rater."""
-        out = []
-        for p, folds in zip(self.p_bad, self.p_bad_folds):
-            split = bool(np.any(folds >= threshold) and np.any(folds < threshold))
-            if split or (band[0] <= p <= band[1] and band[0] < band[1]):
-                out.append("uncertain")
-            else:
-                out.append("fail" if p >= threshold else "pass")
-        return out
-
-    def reason(self, index, threshold, band, p_bad_network, flagged=None, score=None, calibration=None,
-               detectors=True):
-        """One line saying why volume ``index`` got its verdict: which evidence set its p_bad
-        (the network's ``p_bad_network``, or the detector ``flagged`` with its ``score`` and
-        card ``calibration``) and where that lies against ``threshold`` and ``band``, or that
-        the fold models disagree. ``detectors``: whether native detectors were applied."""
-        from ..detectors import SCORE_COLUMNS
-
-        qc = self.verdicts(threshold, band)[index]
-        folds = self.p_bad_folds[index]
-        above = int(np.sum(folds >= threshold))
-        if qc == "uncertain" and 0 < above < len(folds):
-            return (f"uncertain: the fold models disagree, {above} of {len(folds)} at or above the threshold "
-                    f"{threshold:.3g} (p_bad {self.p_bad[index]:.2f})")
-        if flagged:
-            low, high, cut = (float(calibration[k]) for k in ("low", "high", "threshold"))
-            what = f"{SCORE_COLUMNS.get(flagged, flagged)} {float(score):.3g}"
-            ranges = f"clean training scans up to {low:.3g}, simulated artifacts from {high:.3g}"
-            if qc == "fail":
-                return f"fail: {what} is at or above its threshold {cut:.3g} ({ranges})"
-            side = "at or above" if float(score) >= cut else "below"
-            return f"uncertain: {what} is above its clean range and {side} its threshold {cut:.3g} ({ranges})"
-        network = f"the network's p_bad {p_bad_network:.2f}"
-        if qc == "fail":
-            return f"fail: {network} is at or above the threshold {threshold:.3g}"
-        if qc == "uncertain":
-            return f"uncertain: {network} is inside the uncertain band {band[0]:.3g}-{band[1]:.3g}"
-        native = ("every native detector score inside its clean training range" if detectors
-                  else "no native detector applied")
-        return f"pass: {network} is below the uncertain band ({band[0]:.3g}); {native}"
-
 
 def _custom_objects():
-    from .losses import dice_loss
     from .network import MCDropout
 
-    return {"MCDropout": MCDropout, "dice_loss": dice_loss}
+    return {"MCDropout": MCDropout}
 
 
 class Ensemble:
@@ -150,8 +80,6 @@ class Ensemble:
     def detectors(self):
         """Calibrations of the native-space detectors ({name: {threshold, low, high, ...}});
         empty for an ensemble trained before them."""
-        from ..detectors import DETECTORS
-
         entry = self.card.get("detectors") or {}
         return {name: entry[name] for name in DETECTORS if name in entry}
 
@@ -159,7 +87,6 @@ class Ensemble:
         """(artifact, {artifact: probability}) from the card's artifact naming
         (bidsqc.model.naming), or None for an ensemble without one or a scan without every
         native score."""
-        from ..detectors import FEATURES
         from .naming import name_artifact
 
         entry = self.card.get("naming")

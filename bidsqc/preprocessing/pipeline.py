@@ -76,7 +76,7 @@ def preprocess(img, template, grid_shape, grid_affine, input_mask, name="image",
 
     ``move`` (training only): a 4x4 template-space affine composed with the registration
     (template_to_t1w @ move), so that the scan lands moved on the grid in its one
-    resampling, with no second interpolation (see ``bidsqc.model.geometry.grid_move``).
+    resampling, with no second interpolation (see ``bidsqc.training.geometry.grid_move``).
     Returns (volume, info): volume as from ``to_model_grid``; info records the conform
     fields, the template-to-T1w affine, registration figures and timings.
     """

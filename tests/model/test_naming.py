@@ -4,8 +4,9 @@ heads and the native-space scores, stored in the card as numbers."""
 import numpy as np
 import pytest
 
-from bidsqc.detectors import FEATURES
-from bidsqc.model.naming import feature_names, feature_vector, fit, name_artifact
+from bidsqc.model.naming import feature_names, feature_vector, name_artifact
+from bidsqc.scores import FEATURES
+from bidsqc.training.calibrate import fit_naming_model as fit
 
 ARTIFACTS = ["motion", "gibbs", "thick_slices"]
 

@@ -1,7 +1,6 @@
-"""Native-space scores (bidsqc.detectors): the spike and ghosting detectors and the scores
-the artifact naming uses respond to their artifact on real scans and stay low on clean
-stripped and raw scans; the calibration maps onto the ensemble's p_bad scale
-without touching scans below the clean range."""
+"""Native-space scores (bidsqc.scores): the detectors' scores and the scores the artifact
+naming uses respond to their artifact on real scans and stay low on clean stripped and raw
+scans."""
 
 import nibabel as nib
 import numpy as np
@@ -9,11 +8,9 @@ import pytest
 
 from bidsqc.artifacts.simulators import (bad_slices, bias, coverage_crop, ghosting, gibbs, missing_coverage, motion,
                                          noise, spike, thick_slices, wraparound)
-from bidsqc.detectors import (FEATURES, REGISTERED, apply, background_score, bias_score, brain_extent, brain_voxels,
-                              calibrate, combine, feature_column, fold_score, ghost_score, inner_slice_score,
-                              noise_score, probability, scores, slice_score, spike_score, thick_score,
-                              truncation_score, uncovered_score)
-from bidsqc.model.ensemble import QCResult
+from bidsqc.scores import (FEATURES, REGISTERED, background_score, bias_score, brain_extent, brain_voxels,
+                           fold_score, ghost_score, inner_slice_score, noise_score, scores, slice_score,
+                           spike_score, thick_score, truncation_score, uncovered_score)
 
 
 @pytest.fixture(scope="module")
@@ -276,119 +273,3 @@ def test_non_finite_voxels_count_as_zero(stripped):
     zeroed = np.where(np.isfinite(broken), broken, 0).astype(np.float32)
     assert scores(broken, zooms) == scores(zeroed, zooms)
     assert np.isnan(broken[0, 0, 0])  # the caller's array is left as it was
-
-
-def test_calibration_sits_between_clean_and_artifact_scores():
-    rng = np.random.default_rng(0)
-    clean, bad = rng.uniform(1.0, 1.6, 200), rng.uniform(3.5, 5.0, 60)
-    cal = calibrate(clean, bad)
-    assert np.quantile(clean, 0.98) < cal["low"] < cal["threshold"] < cal["high"] <= np.quantile(bad, 0.06)
-    assert cal["sensitivity"] == 1.0 and cal["specificity"] == 1.0
-    # overlapping scores: the threshold with the best balanced accuracy, inside the zone
-    cal = calibrate(rng.uniform(0, 2, 200), rng.uniform(1, 3, 200))
-    assert cal["low"] < cal["threshold"] < cal["high"] and 1.0 <= cal["threshold"] <= 2.0
-    assert (cal["sensitivity"] + cal["specificity"]) / 2 == pytest.approx(0.75, abs=0.03)
-
-
-def test_probability_maps_the_calibration_onto_the_ensemble_scale():
-    cal = {"threshold": 2.0, "low": 1.5, "high": 3.0}
-    band = (0.78, 0.92)
-    half = float((np.log(band[1] / (1 - band[1])) - np.log(band[0] / (1 - band[0]))) / 2)
-    threshold = 0.86
-    assert probability(1.49, cal, threshold, half) == 0.0
-    assert probability(2.0, cal, threshold, half) == pytest.approx(threshold)
-    assert probability(1.5, cal, threshold, half) == pytest.approx(band[0], abs=0.01)
-    assert probability(3.0, cal, threshold, half) == pytest.approx(band[1], abs=0.01)
-    values = [probability(s, cal, threshold, half) for s in (1.6, 2.5, 4, 8)]
-    assert values == sorted(values) and values[-1] < 1
-
-
-def test_combining_raises_p_bad_only_where_a_detector_fires():
-    cals = {"spike": {"threshold": 2.0, "low": 1.5, "high": 3.0},
-            "ghosting": {"threshold": 0.1, "low": 0.03, "high": 0.3}}
-    p, probs, flagged = combine(0.2, {"spike": 1.2, "ghosting": 0.01}, cals, 0.86, 0.6)
-    assert p == 0.2 and flagged is None and probs == {"spike": 0.0, "ghosting": 0.0}
-    p, probs, flagged = combine(0.2, {"spike": 1.2, "ghosting": 0.5}, cals, 0.86, 0.6)
-    assert flagged == "ghosting" and p > 0.86
-    # the network's own higher p_bad stands
-    assert combine(0.99, {"spike": 4.0, "ghosting": 0.0}, cals, 0.86, 0.6)[2] is None
-    # raising the result moves every fold, so the verdict is not 'split'
-    result = QCResult(p_bad=np.array([0.2]), p_bad_std=np.array([0.01]), p_artifacts={},
-                      p_bad_folds=np.array([[0.1, 0.3]]))
-    result.raise_p_bad(0, p)
-    assert result.p_bad[0] == p and result.verdicts(0.86, (0.77, 0.92)) == ["fail"]
-    # apply: the same on a result, with the band's half-width taken from the band
-    band = (0.77, 0.92)
-    result = QCResult(p_bad=np.array([0.2, 0.2]), p_bad_std=np.array([0.01, 0.01]), p_artifacts={},
-                      p_bad_folds=np.array([[0.1, 0.3], [0.1, 0.3]]))
-    probs, flagged = apply(result, 1, {"spike": 1.2, "ghosting": 0.5}, cals, 0.86, band)
-    assert flagged == "ghosting" and probs["ghosting"] > 0.86
-    assert result.p_bad[1] == pytest.approx(probs["ghosting"], abs=1e-4)
-    assert result.p_bad[0] == 0.2 and result.verdicts(0.86, band) == ["pass", "fail"]
-    assert apply(result, 0, {"spike": 1.2, "ghosting": 0.01}, cals, 0.86, band)[1] is None
-    assert result.p_bad[0] == 0.2
-
-
-def test_a_cache_from_an_older_version_gets_only_its_missing_scores(stripped_t1w, stripped, tmp_path):
-    """detectors.tsv written before some scores existed: the scores it holds are kept (here a
-    marker value no detector gives) and only the missing ones are computed. A score cached
-    under an older definition (the spike score before its taper) is computed again."""
-    from bidsqc.model.dataset import detector_table
-
-    (tmp_path / "detectors.tsv").write_text("key\tspike\tghosting\nscan\t9.99\t0.5\n")
-    job = {"key": "scan", "subject": "sub-01", "source_file": str(stripped_t1w), "variant": "original",
-           "artifact": "none", "severity": "none", "label": 0.0, "seed": None}
-    table = detector_table([job], tmp_path, nprocs=1)
-    data, zooms = stripped
-    assert table["scan"]["ghosting"] == 0.5
-    fresh = scores(data, zooms, only=["spike", "thick_slices", "bias"])
-    assert list(fresh) == ["spike", "thick_slices", "bias"]
-    assert table["scan"]["spike"] == fresh["spike"] != 9.99
-    assert table["scan"]["thick_slices"] == fresh["thick_slices"] and table["scan"]["bias"] == fresh["bias"]
-    assert set(table["scan"]) == set(FEATURES)
-    header, row = (tmp_path / "detectors.tsv").read_text().splitlines()
-    columns = [feature_column(f) for f in FEATURES]
-    assert columns[0] == "spike_v3" and columns[3] == "truncation_v3"
-    assert header.split("\t") == ["key"] + columns
-    assert row.startswith("scan\t%s\t0.5\t" % fresh["spike"])
-    # a second call scores nothing again
-    assert detector_table([job], tmp_path, nprocs=1) == table
-    # a cache folder that does not exist yet (bidsqc-train --detectors-only on a fresh cache) is made
-    fresh_cache = tmp_path / "new" / "cache"
-    assert detector_table([job], fresh_cache, nprocs=1)["scan"]["thick_slices"] == fresh["thick_slices"]
-    assert (fresh_cache / "detectors.tsv").is_file()
-
-
-def test_the_registered_scores_of_a_cache_use_the_source_scans_registration(stripped_t1w, nlin6, tmp_path):
-    """detector_table gives the slice and uncovered scores the template brain as the source
-    scan's registration maps it (registered once, kept in registrations.json): a cached
-    transform is used as it is, and a simulated version of the scan shares it."""
-    import json
-
-    from bidsqc.model.dataset import detector_table, file_checksum, registration_table
-    from bidsqc.preprocessing.conform import conform, load_image
-
-    job = {"key": "scan", "subject": "sub-01", "source_file": str(stripped_t1w), "variant": "original",
-           "artifact": "none", "severity": "none", "label": 0.0, "seed": None}
-    moves = registration_table([str(stripped_t1w)], tmp_path, "MNI152NLin6Asym", nprocs=1)
-    cached = json.loads((tmp_path / "registrations.json").read_text())
-    assert list(cached) == [f"MNI152NLin6Asym:{file_checksum(stripped_t1w)}"]
-    img, _ = conform(load_image(stripped_t1w))
-    data, zooms = np.asarray(img.dataobj, np.float32), img.header.get_zooms()[:3]
-    brain = brain_voxels(img.affine, moves[str(stripped_t1w)], nlin6.mask)
-    table = detector_table([job], tmp_path, nprocs=1)
-    assert table["scan"]["uncovered"] == uncovered_score(data, brain) < 0.05
-    assert table["scan"]["bad_slices"] == slice_score(data, zooms, extent=brain_extent(brain))
-    # a transform in the cache is taken as it is: one that moves the brain 200 mm up leaves it all uncovered
-    key = next(iter(cached))
-    moved = np.asarray(cached[key])
-    moved[2, 3] += 200.0
-    (tmp_path / "registrations.json").write_text(json.dumps({key: moved.tolist()}))
-    (tmp_path / "detectors.tsv").unlink()
-    assert detector_table([job], tmp_path, nprocs=1)["scan"]["uncovered"] == 1.0
-    # a missing-coverage version of the scan is scored with its source's registration
-    cut = dict(job, key="cut", variant="missing_coverage", artifact="missing_coverage", severity="severe",
-               params=json.dumps({"axis": 2, "side": "high", "fraction": 0.3}))
-    (tmp_path / "registrations.json").write_text(json.dumps(cached))
-    (tmp_path / "detectors.tsv").unlink()
-    assert detector_table([job, cut], tmp_path, nprocs=1)["cut"]["uncovered"] > table["scan"]["uncovered"] + 0.1

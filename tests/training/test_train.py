@@ -13,32 +13,37 @@ import h5py
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import block_mean
 
 from bidsqc.artifacts import ARTIFACTS
 from bidsqc.cli.parser import get_train_parser
-from bidsqc.detectors import DETECTORS, FEATURES
 from bidsqc.model.card import ModelCardError, read_card
-from bidsqc.model.dataset import (_job_key, add_moves, assign_keys, build_dataset, naming_crop_jobs, naming_jobs,
-                                  naming_mild_jobs, native_image, plan_variants)
-from bidsqc.model.ensemble import DEFAULT_MODEL_DIR, Ensemble, band_half_width_logit, uncertain_band
-from bidsqc.model.geometry import JITTER_RANGES, SPATIAL_RANGES, jitter_move, spatial_transform
+from bidsqc.model.decision import band_half_width_logit, uncertain_band
+from bidsqc.model.ensemble import DEFAULT_MODEL_DIR, Ensemble
 from bidsqc.model.naming import native_columns
-from bidsqc.model.train import (SPATIAL_P, add_detectors, augment, brain_distance, choose_threshold,
-                                fit_naming, moved_backgrounds, native_plan, read_labels, scalp_layers,
-                                train_ensemble)
 from bidsqc.preprocessing.pipeline import PRESMOOTH_FWHM_MM
 from bidsqc.preprocessing.resample import zscore
+from bidsqc.scores import DETECTORS, FEATURES
+from bidsqc.training.augment import SPATIAL_P, augment, brain_distance, moved_backgrounds, scalp_layers
+from bidsqc.training.calibrate import add_detectors, fit_naming, native_plan
+from bidsqc.training.dataset import (_job_key, add_moves, assign_keys, build_dataset, naming_crop_jobs, naming_jobs,
+                                     naming_mild_jobs, native_image, plan_variants, read_labels)
+from bidsqc.training.folds import train_ensemble
+from bidsqc.training.geometry import JITTER_RANGES, SPATIAL_RANGES, jitter_move, spatial_transform
+from bidsqc.training.metrics import choose_threshold
 
 TINY_GRID = (32, 38, 32)
 
 
 @pytest.fixture(scope="session")
 def tiny_ensemble(tmp_path_factory, shared_data, templateflow_home):
+    """A real training run on two ds002748 scans at 2 mm: 2 folds, 2 epochs, a 5 mm grid."""
     root = tmp_path_factory.mktemp("tiny")
     labels = root / "labels.tsv"
     rows = ["source_file\trating\tsubject"]
-    for sub in ("01", "05", "07"):
-        rows.append(f"{shared_data}/ds002748/sub-{sub}_T1w.nii.gz\tgood\tsub-{sub}")
+    for sub in ("01", "05"):
+        scan = block_mean(shared_data / "ds002748" / f"sub-{sub}_T1w.nii.gz", root / f"sub-{sub}_T1w.nii.gz")
+        rows.append(f"{scan}\tgood\tsub-{sub}")
     labels.write_text("\n".join(rows) + "\n")
     card = train_ensemble(read_labels(labels), root / "ensemble", root / "cache", folds=2, epochs=2,
                           batch_size=4, n_clean_variants=0, grid_shape=TINY_GRID, spacing_mm=5.0, nprocs=2,
@@ -57,7 +62,7 @@ def test_training_writes_a_complete_ensemble(tiny_ensemble):
         with zipfile.ZipFile(folder / name) as archive, archive.open("model.weights.h5") as raw:
             with h5py.File(io.BytesIO(raw.read()), "r") as weights:
                 assert "layers" in weights and "optimizer" not in weights, list(weights)
-    assert card["training"]["n_volumes"] == 33  # 3 scans x (original + 10 artifacts)
+    assert card["training"]["n_volumes"] == 22  # 2 scans x (original + 10 artifacts)
     assert len(card["training"]["dataset_manifest_sha256"]) == 64
     for fold in card["metrics"]["per_fold"]:
         assert set(fold) >= {"accuracy", "sensitivity", "specificity", "balanced_accuracy", "auc"}
@@ -67,18 +72,18 @@ def test_training_writes_a_complete_ensemble(tiny_ensemble):
     lo, hi = card["decision"]["uncertain_band"]
     assert lo <= card["decision"]["threshold"] <= hi
     assert (lo, hi) == uncertain_band(card["decision"]["threshold"])
-    # the native-space detectors are calibrated on the training scans: 6 clean, 3 of each artifact
+    # the native-space detectors are calibrated on the training scans: 4 clean, 2 of each artifact
     assert {n for n in card["detectors"] if isinstance(card["detectors"][n], dict)} == set(DETECTORS)
     for name in DETECTORS:
         cal = card["detectors"][name]
-        assert cal["n_clean"] == 6 and cal["n_artifact"] == 3  # 3 as they are, 3 resliced
+        assert cal["n_clean"] == 4 and cal["n_artifact"] == 2  # 2 as they are, 2 resliced
         assert 0 < cal["low"] <= cal["threshold"] <= cal["high"]
     assert (folder.parent / "cache" / "detectors.tsv").is_file()
-    # the artifact naming is fit on the out-of-fold predictions of the 30 severe volumes, of
+    # the artifact naming is fit on the out-of-fold predictions of the 20 severe volumes, of
     # one mild version of each artifact per scan (the detectors above saw only the severe) and
     # of a mild and a severe missing coverage cut off the array per scan
     naming = card["naming"]
-    assert naming["n_volumes"] == 66 and naming["n_subjects"] == 3
+    assert naming["n_volumes"] == 44 and naming["n_subjects"] == 2
     assert naming["features"][-len(FEATURES):] == native_columns(FEATURES)
     assert set(naming["cv_top1_by_severity"]) == {"mild", "severe"}
     assert naming["artifacts"] == sorted(ARTIFACTS)
@@ -111,7 +116,7 @@ def test_naming_refuses_a_card_whose_moves_this_version_cannot_redraw(tiny_ensem
         fit_naming(copy, [], tmp_path / "cache", [], {})
 
 
-def test_application_loads_and_runs_the_trained_ensemble(tiny_ensemble, stripped_t1w, tmp_path):
+def test_application_loads_and_runs_the_trained_ensemble(tiny_ensemble, stripped_t1w_2mm, tmp_path):
     from bidsqc.workflows.anatomical import init_t1w_qc_wf
 
     folder, card = tiny_ensemble
@@ -129,7 +134,7 @@ def test_application_loads_and_runs_the_trained_ensemble(tiny_ensemble, stripped
     assert len(set(np.round(unseeded, 7))) > 1
     wf = init_t1w_qc_wf(folder, template="MNI152NLin6Asym", mc_samples=2, name="embedded")
     wf.base_dir = str(tmp_path)
-    wf.inputs.inputnode.in_file = str(stripped_t1w)
+    wf.inputs.inputnode.in_file = str(stripped_t1w_2mm)
     graph = wf.run(plugin="Linear")
     nodes = {n.name: n for n in graph.nodes()}
     info = nodes["predict"].result.outputs.info
@@ -151,7 +156,7 @@ def test_excluded_artifacts_are_left_out_and_the_rest_keep_their_cache_keys(tiny
     args = (labels, folder.parent / "cache", "MNI152NLin6Asym", TINY_GRID, ensemble.grid_affine, ensemble.mask)
     full, _ = build_dataset(*args, n_clean_variants=0, seed=1, nprocs=1)
     kept, _ = build_dataset(*args, n_clean_variants=0, seed=1, nprocs=1, skip_artifacts=("spike", "ghosting"))
-    assert len(full) == 33 and len(kept) == 27
+    assert len(full) == 22 and len(kept) == 18
     assert {r["artifact"] for r in kept} == {r["artifact"] for r in full} - {"spike", "ghosting"}
     assert {r["key"] for r in kept} < {r["key"] for r in full}  # all cached: nothing rebuilt
 
@@ -215,12 +220,12 @@ def test_a_card_with_a_clipped_band_gets_the_log_odds_band(tiny_ensemble, tmp_pa
     assert Ensemble.load(old).uncertain_band == (0.7, 0.9)
 
 
-def test_fine_tuning_resumes_from_an_ensemble(tiny_ensemble, tmp_path, shared_data):
+def test_fine_tuning_resumes_from_an_ensemble(tiny_ensemble, tmp_path):
     folder, card = tiny_ensemble
     labels = tmp_path / "ratings.tsv"
     labels.write_text("source_file\trating\tsubject\n"
-                      f"{shared_data}/ds002748/sub-01_T1w.nii.gz\tgood\tsub-01\n"
-                      f"{shared_data}/ds002748/sub-05_T1w.nii.gz\tgood\tsub-05\n")
+                      f"{folder.parent / 'sub-01_T1w.nii.gz'}\tgood\tsub-01\n"
+                      f"{folder.parent / 'sub-05_T1w.nii.gz'}\tgood\tsub-05\n")
     cache = folder.parent / "cache"  # the volumes are already cached: no rebuilding
     tuned = train_ensemble(read_labels(labels), tmp_path / "tuned", cache, folds=2, epochs=1, batch_size=4,
                            n_clean_variants=0, init_from=folder, nprocs=1, mc_samples=1, seed=1,

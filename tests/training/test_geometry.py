@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from bidsqc.model.geometry import (JITTER_RANGES, SPATIAL_RANGES, axis_rotation, grid_move, jitter_move,
+from bidsqc.training.geometry import (JITTER_RANGES, SPATIAL_RANGES, axis_rotation, grid_move, jitter_move,
                                    random_affine, spatial_transform, zoom_range)
 from bidsqc.preprocessing.conform import conform, load_image
 from bidsqc.preprocessing.pipeline import DEFAULT_SHAPE, make_grid, to_model_grid

@@ -18,21 +18,13 @@ import numpy as np
 
 from ..artifacts import ARTIFACTS, apply_artifact, sample_params
 from ..artifacts.simulators import ANISOTROPIC_RANGE, CLEAN_RANGES, RANGES, sample_anisotropic, sample_clean_variation
-from .card import write_json_atomic
+from ..model.card import file_checksum, write_json_atomic
 from .geometry import JITTER_RANGES, grid_move, jitter_move
 
 LOGGER = logging.getLogger("bidsqc")
 
 MANIFEST_COLUMNS = ["key", "subject", "source_file", "variant", "artifact", "severity", "label",
                     "params", "reg_quality", "skull_stripped", "volume", "move_seed"]
-
-
-def file_checksum(path, chunk=1 << 20):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def plan_variants(scans, n_clean_variants=2, severities=("mild", "severe"), p_severe=0.6, seed=0,
@@ -79,7 +71,7 @@ def _per_good_scan(scans, rng, variants):
 
 def naming_mild_jobs(scans, seed=0, artifacts=ARTIFACTS):
     """One mild version of every artifact per good scan, for fitting the artifact naming
-    (``bidsqc.model.train.fit_naming``) on the borderline scans that users are sent to look
+    (``bidsqc.training.calibrate.fit_naming``) on the borderline scans that users are sent to look
     at, not only on severe ones; never used to train the network or calibrate a detector.
     Drawn from their own generator (``[seed, 2]``), so the training plan keeps its seeds."""
     return _per_good_scan(scans, np.random.default_rng([seed, 2]),
@@ -108,7 +100,7 @@ def naming_jobs(scans, seed=0, artifacts=ARTIFACTS):
 def add_moves(jobs, p, seed=0):
     """With ``p`` > 0 (``bidsqc-train --registration-jitter``), give each job but the
     subjects' ``original`` volumes, with probability ``p``, a ``move_seed``: the job's scan is
-    then moved by a random affine (``bidsqc.model.geometry.jitter_move``) inside its one
+    then moved by a random affine (``bidsqc.training.geometry.jitter_move``) inside its one
     resampling at registration. A move drawn on the grid after caching resamples a second
     time, which takes away more fine texture than mild noise adds (docs/model.md). The
     originals stay unmoved: the subject's background is found on them (``background_maps``).
@@ -224,8 +216,8 @@ def registration_table(source_files, cache_dir, template_id, nprocs=2):
 
 
 def _detector_job(job, only=None, template_to_t1w=None, template_id=None):
-    from ..detectors import brain_voxels, scores
     from ..preprocessing.templates import cached_template
+    from ..scores import brain_voxels, scores
 
     img, _ = native_image(job)
     brain = None
@@ -235,16 +227,16 @@ def _detector_job(job, only=None, template_to_t1w=None, template_id=None):
 
 
 def detector_table(jobs, cache_dir, nprocs=2, template_id="MNI152NLin6Asym"):
-    """Native-space scores (bidsqc.detectors.FEATURES) of jobs or manifest rows (each with a
+    """Native-space scores (bidsqc.scores.FEATURES) of jobs or manifest rows (each with a
     ``key``), cached in ``cache_dir``/detectors.tsv; returns {key: {feature: score}}. A
     cached row that lacks some current scores (written by an older version) keeps the ones
     it has and gets only the missing ones computed; a score whose definition changed since
-    (bidsqc.detectors.FEATURE_VERSIONS) has a new column, so an old value is never reused.
-    The scores that need the registered brain (bidsqc.detectors.REGISTERED) are given the
+    (bidsqc.scores.FEATURE_VERSIONS) has a new column, so an old value is never reused.
+    The scores that need the registered brain (bidsqc.scores.REGISTERED) are given the
     ``template_id`` brain as the source scan's registration (``registration_table``) maps it
     into each volume, as inference gives it; a volume whose source failed to register gets
     none of them (and so is left out)."""
-    from ..detectors import FEATURES, REGISTERED, feature_column
+    from ..scores import FEATURES, REGISTERED, feature_column
 
     columns = {f: feature_column(f) for f in FEATURES}  # a score whose definition changed is recomputed
     path = Path(cache_dir) / "detectors.tsv"
@@ -313,13 +305,7 @@ def build_dataset(scans, cache_dir, template_id, grid_shape, grid_affine, input_
     leaves those jobs out after planning, so the other volumes keep their seeds and cache keys.
     ``naming`` adds the ``naming_jobs`` after the plan (their moves drawn after the plan's,
     so the plan's volumes keep their cache keys)."""
-    cache_dir = Path(cache_dir)
-    (cache_dir / "volumes").mkdir(parents=True, exist_ok=True)
-    # volumes depend on the grid, the input mask and the pre-smoothing: all enter every cache key
-    from ..preprocessing.pipeline import PRESMOOTH_FWHM_MM
-
-    signature = hashlib.sha1(np.asarray(grid_affine, np.float64).tobytes() + str(
-        (tuple(grid_shape), int(np.asarray(input_mask).sum()), PRESMOOTH_FWHM_MM)).encode()).hexdigest()[:12]
+    signature = grid_signature(grid_shape, grid_affine, input_mask)
     jobs = plan_variants(scans, n_clean_variants=n_clean_variants, seed=seed, p_severe=p_severe,
                          every_severity=every_severity, artifacts=artifacts, severities=severities,
                          raw_scan_variation=raw_scan_variation)
@@ -327,6 +313,23 @@ def build_dataset(scans, cache_dir, template_id, grid_shape, grid_affine, input_
         jobs += naming_jobs(scans, seed=seed, artifacts=artifacts)
     jobs = add_moves(jobs, move_p, seed)
     jobs = assign_keys([job for job in jobs if job["artifact"] not in skip_artifacts], signature)
+    return build_volumes(jobs, cache_dir, template_id, grid_shape, grid_affine, input_mask, nprocs=nprocs)
+
+
+def grid_signature(grid_shape, grid_affine, input_mask):
+    """The cache signature of a model grid: volumes depend on the grid, the input mask and the
+    pre-smoothing, so all enter every cache key."""
+    from ..preprocessing.pipeline import PRESMOOTH_FWHM_MM
+
+    return hashlib.sha1(np.asarray(grid_affine, np.float64).tobytes() + str(
+        (tuple(grid_shape), int(np.asarray(input_mask).sum()), PRESMOOTH_FWHM_MM)).encode()).hexdigest()[:12]
+
+
+def build_volumes(jobs, cache_dir, template_id, grid_shape, grid_affine, input_mask, nprocs=2):
+    """Simulate and preprocess planned ``jobs`` (each with its ``key``, ``assign_keys``) into
+    ``cache_dir``, skipping those already cached; returns (manifest rows of the jobs, errors)."""
+    cache_dir = Path(cache_dir)
+    (cache_dir / "volumes").mkdir(parents=True, exist_ok=True)
     manifest_path = cache_dir / "manifest.tsv"
     done = {}
     if manifest_path.exists():
@@ -368,3 +371,36 @@ def _write_manifest(path, rows):
 def load_volumes(cache_dir, rows):
     """Stack the cached volumes of ``rows``: (n, *grid) float16."""
     return np.stack([np.load(Path(cache_dir) / row["volume"]) for row in rows])
+
+
+def read_labels(labels_tsv):
+    """Scans from a ratings TSV: columns source_file, rating (good/bad), optional artifact and
+    subject. Relative source_file paths are relative to the TSV's folder."""
+    scans = []
+    base = Path(labels_tsv).resolve().parent
+    with open(labels_tsv, newline="") as handle:
+        for line, row in enumerate(csv.DictReader(handle, delimiter="\t"), start=2):
+            if "source_file" not in row or "rating" not in row:
+                raise ValueError(f"{labels_tsv}: needs columns source_file and rating")
+            rating = row["rating"].strip().lower()
+            if rating not in ("good", "bad"):
+                raise ValueError(f"{labels_tsv}:{line}: rating {row['rating']!r} is not good or bad")
+            path = Path(row["source_file"])
+            path = path if path.is_absolute() else base / path
+            subject = (row.get("subject") or "").strip() or path.name.split("_")[0]
+            scans.append({"source_file": str(path), "subject": subject, "label": rating,
+                          "artifact": (row.get("artifact") or "").strip() or None})
+    if not scans:
+        raise ValueError(f"{labels_tsv}: no rated scans")
+    return scans
+
+
+def scans_from_folder(folder):
+    """Every NIfTI under ``folder`` as a presumed-good scan (its subject from sub-<label>)."""
+    scans = []
+    for path in sorted(Path(folder).rglob("*.nii*")):
+        subject = next((p for p in path.name.split("_") if p.startswith("sub-")), path.name.split(".")[0])
+        scans.append({"source_file": str(path), "subject": subject, "label": "good"})
+    if not scans:
+        raise ValueError(f"{folder}: no NIfTI files found")
+    return scans
