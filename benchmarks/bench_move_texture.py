@@ -31,7 +31,8 @@ from bidsqc.preprocessing.conform import conform, load_image  # noqa: E402
 from bidsqc.preprocessing.pipeline import DEFAULT_SHAPE, make_grid, to_model_grid  # noqa: E402
 from bidsqc.preprocessing.register import register_affine  # noqa: E402
 from bidsqc.preprocessing.templates import get_template  # noqa: E402
-from bidsqc.training.geometry import JITTER_RANGES, SPATIAL_RANGES, axis_rotation, grid_move, zoom_range  # noqa: E402, E501
+from bidsqc.training.geometry import (JITTER_RANGES, SPATIAL_RANGES, axis_rotation, grid_move,  # noqa: E402
+                                      zoom_range)
 from bench_smoothing import texture_energy  # noqa: E402  (benchmarks/, this script's folder)
 
 

@@ -19,6 +19,9 @@ from .scores import SCORE_COLUMNS
 FIRST_COLUMNS = ["participant_id", "session_id", "run_id", "acq_id", "source_file", "p_bad",
                  "p_bad_std", "qc"]
 LAST_COLUMNS = ["reg_quality", "voxel_size_mm", "dims", "runtime_s", "error"]
+#: the table's columns from the BIDS sidecar (the protocol a scan's dataset-relative verdict groups by)
+ACQUISITION_COLUMNS = {"manufacturer": "Manufacturer", "model_name": "ManufacturersModelName",
+                       "field_strength": "MagneticFieldStrength"}
 ENTITY_ORDER = ("sub", "ses", "task", "acq", "ce", "rec", "run", "echo", "part")
 
 
@@ -111,6 +114,8 @@ def qc_row(record, artifacts):
         "p_bad_network": _fmt(record.get("p_bad_network")),
     })
     row.update({column: _fmt(scores.get(name)) for name, column in SCORE_COLUMNS.items()})
+    acquisition = record.get("acquisition") or {}
+    row.update({column: str(acquisition.get(field, "n/a")) for column, field in ACQUISITION_COLUMNS.items()})
     row.update({
         "reg_quality": _fmt(record.get("reg_quality")),
         "voxel_size_mm": record.get("voxel_size_mm") or "n/a",
@@ -186,17 +191,22 @@ def write_dataset_description(output_dir, model_id, bids_dir):
 
 
 def write_group_outputs(output_dir):
-    """Aggregate every subject table into ``group_desc-qc_T1w.tsv``, list the failed
-    source files in ``group_desc-qc_exclude.txt``, and write them as a ``.bidsignore``
-    fragment (``group_desc-qc_bidsignore.txt``): appended to the dataset's
-    ``.bidsignore``, pybids-based pipelines (fMRIPrep, sMRIPrep, ...) no longer see the
-    failed scans. Returns (rows, excluded)."""
+    """Aggregate every subject table into ``group_desc-qc_T1w.tsv`` with the dataset-relative
+    columns (bidsqc.model.relative: each scan against the other scans of its acquisition),
+    list the failed source files in ``group_desc-qc_exclude.txt`` (``qc_dataset``: the
+    dataset-relative verdict where the acquisition has enough scans, else the participant
+    verdict), and write them as a ``.bidsignore`` fragment (``group_desc-qc_bidsignore.txt``):
+    appended to the dataset's ``.bidsignore``, pybids-based pipelines (fMRIPrep, sMRIPrep,
+    ...) no longer see the failed scans. Returns (rows, excluded)."""
+    from .model.relative import relative_verdicts
+
     output_dir = Path(output_dir)
     rows = []
     for table in sorted(output_dir.glob("sub-*/sub-*_desc-qc_T1w.tsv")):
         rows += read_tsv(table)
+    rows = relative_verdicts(rows)
     write_tsv(output_dir / "group_desc-qc_T1w.tsv", rows)
-    excluded = [r["source_file"] for r in rows if r.get("qc") == "fail"]
+    excluded = [r["source_file"] for r in rows if r.get("qc_dataset") == "fail"]
     atomic_write_text(output_dir / "group_desc-qc_exclude.txt", "".join(f"{f}\n" for f in excluded))
     atomic_write_text(output_dir / "group_desc-qc_bidsignore.txt",
                       "# append to <bids_dir>/.bidsignore to hide failed T1w scans from BIDS tools\n"

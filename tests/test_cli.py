@@ -35,16 +35,22 @@ def bids_dataset(tmp_path_factory, shared_data):
     bids = tmp_path_factory.mktemp("bids") / "ds"
     bids.mkdir()
     (bids / "dataset_description.json").write_text(json.dumps({"Name": "bidsqc test", "BIDSVersion": "1.9.0"}))
-    # sub-01, which the rerun and fallback tests rate again, at 2 mm: a real head, rated quicker
-    (bids / "sub-01" / "anat").mkdir(parents=True)
-    block_mean(shared_data / "ds002748" / "sub-05_T1w.nii.gz", bids / "sub-01" / "anat" / "sub-01_T1w.nii.gz")
+    # the skull-stripped scans at 2 mm (real heads, rated quicker); the raw Trio head stays at 1 mm
+    for rel, sub in (("sub-01/anat/sub-01_T1w.nii.gz", "05"),
+                     ("sub-02/ses-1/anat/sub-02_ses-1_run-1_T1w.nii.gz", "08")):
+        (bids / rel).parent.mkdir(parents=True)
+        block_mean(shared_data / "ds002748" / f"sub-{sub}_T1w.nii.gz", bids / rel)
     files = [
         "sub-01/anat/sub-01_T1w.nii.gz",
-        _add(bids, "sub-02/ses-1/anat/sub-02_ses-1_run-1_T1w.nii.gz", shared_data / "ds002748" / "sub-08_T1w.nii.gz"),
+        "sub-02/ses-1/anat/sub-02_ses-1_run-1_T1w.nii.gz",
         _add(bids, "sub-02/ses-1/anat/sub-02_ses-1_run-2_T1w.nii.gz", shared_data / "ixi" / "IXI015-HH-1258_T1.nii.gz"),
         _add(bids, "sub-03/anat/sub-03_acq-mprage_T1w.nii.gz",
              shared_data / "raw" / "nichart_dcm2nii_sample_trio_mprage.nii.gz"),
     ]
+    # a sidecar with the protocol: recorded with the rating, and what the group level groups scans by
+    (bids / "sub-03" / "anat" / "sub-03_acq-mprage_T1w.json").write_text(json.dumps(
+        {"Manufacturer": "Siemens", "ManufacturersModelName": "TrioTim", "MagneticFieldStrength": 3,
+         "InversionTime": 0.9, "RepetitionTime": 1.9}))
     broken = bids / "sub-04" / "anat" / "sub-04_T1w.nii.gz"
     broken.parent.mkdir(parents=True)
     broken.write_bytes(b"\x1f\x8b\x08 truncated during transfer")
@@ -115,10 +121,20 @@ def test_group_level_aggregates_and_lists_failures(participant_run):
     assert main([str(bids), str(out), "group"]) == 0
     rows = read_tsv(out / "group_desc-qc_T1w.tsv")
     assert sorted(r["source_file"] for r in rows) == sorted(files)
+    # every acquisition here has fewer than 10 scans: the participant verdicts stand, and the row says so
+    assert all(r["qc_dataset"] == r["qc"] for r in rows)
+    assert all("fewer than the 10" in r["qc_dataset_reason"] for r in rows if r["qc"] != "error")
     failed = sorted(r["source_file"] for r in rows if r["qc"] == "fail")
     listed = (out / "group_desc-qc_exclude.txt").read_text().split()
     assert sorted(listed) == failed
     assert "bidsignore" in (out / "group_desc-qc_bidsignore.txt").read_text()
+    # the sidecar's protocol is in the table and in the acquisition a scan is grouped by
+    trio = next(r for r in rows if r["source_file"].startswith("sub-03/"))
+    assert (trio["manufacturer"], trio["model_name"], trio["field_strength"]) == ("Siemens", "TrioTim", "3")
+    assert trio["acquisition"] == "acq-mprage|Siemens|TrioTim|3|1.0x1.0x1.0"
+    record = json.loads((out / "sub-03" / "anat" / "sub-03_acq-mprage_desc-qc_T1w.json").read_text())
+    assert record["acquisition"]["InversionTime"] == 0.9
+    assert next(r for r in rows if r["source_file"].startswith("sub-01/"))["manufacturer"] == "n/a"
 
 
 def test_rerun_skips_finished_scans_unless_forced(participant_run, capsys):

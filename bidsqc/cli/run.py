@@ -98,8 +98,27 @@ def find_t1w(args, bids_dir):
     for path in sorted(files):
         source_file = os.path.relpath(path, bids_dir)
         subject = Path(source_file).parts[0][4:]
-        scans.append({"path": str(path), "source_file": source_file, "subject": subject})
+        scans.append({"path": str(path), "source_file": source_file, "subject": subject,
+                      "acquisition": acquisition_metadata(layout, path)})
     return scans
+
+
+#: the sidecar fields recorded with each rating: the protocol (bidsqc.model.relative groups scans by
+#: make, model and field strength) and the sequence
+ACQUISITION_FIELDS = ("Manufacturer", "ManufacturersModelName", "MagneticFieldStrength", "PulseSequenceType",
+                      "SequenceName", "RepetitionTime", "EchoTime", "InversionTime", "FlipAngle")
+
+
+def acquisition_metadata(layout, path):
+    """The scan's ACQUISITION_FIELDS from its BIDS sidecar (inherited ones included); {} where
+    there is none or it cannot be read (a broken sidecar never stops a rating)."""
+    try:
+        metadata = layout.get_metadata(path)
+    except Exception as exc:  # noqa: BLE001 (pybids raises many kinds for a broken JSON)
+        LOGGER.warning("%s: cannot read its sidecar (%s); rated without acquisition metadata", path,
+                       str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return {}
+    return {k: metadata[k] for k in ACQUISITION_FIELDS if isinstance(metadata.get(k), (str, int, float))}
 
 
 def plugin_settings(args):
@@ -251,9 +270,19 @@ def run_group(args):
     if not output_dir.is_dir() or not list(output_dir.glob("sub-*/sub-*_desc-qc_T1w.tsv")):
         raise UsageError(f"output_dir {args.output_dir} has no participant tables; run the participant "
                          "level first")
+    from ..model.relative import MIN_ACQUISITION_SCANS
+
     rows, excluded = write_group_outputs(output_dir)
-    LOGGER.warning("group: %d scan(s) in %s, %d failed (listed in %s)", len(rows),
-                   output_dir / "group_desc-qc_T1w.tsv", len(excluded), output_dir / "group_desc-qc_exclude.txt")
+    sizes = {}
+    for row in rows:
+        if row.get("qc") != "error":
+            sizes[row["acquisition"]] = sizes.get(row["acquisition"], 0) + 1
+    relative = sum(n for n in sizes.values() if n >= MIN_ACQUISITION_SCANS)
+    LOGGER.warning("group: %d scan(s) in %s, %d failed (listed in %s); %d scan(s) judged against their own "
+                   "acquisition (%d of %d acquisition(s) with at least %d rated scans), the rest by their "
+                   "participant verdict", len(rows), output_dir / "group_desc-qc_T1w.tsv", len(excluded),
+                   output_dir / "group_desc-qc_exclude.txt", relative,
+                   sum(n >= MIN_ACQUISITION_SCANS for n in sizes.values()), len(sizes), MIN_ACQUISITION_SCANS)
     return 0 if rows else 1
 
 

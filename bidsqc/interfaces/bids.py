@@ -16,6 +16,7 @@ class _WriteInputSpec(BaseInterfaceInputSpec):
     xfm_file = traits.Str("", usedefault=True, desc="affine template -> T1w ('' after an error)")
     output_dir = traits.Str(mandatory=True, desc="BIDS-Derivatives folder")
     provenance = traits.Dict(value={}, usedefault=True, desc="bidsqc version, model, settings, checksums")
+    acquisition = traits.Dict(value={}, usedefault=True, desc="the BIDS sidecar's protocol fields")
 
 
 class _WriteOutputSpec(TraitedSpec):
@@ -50,6 +51,7 @@ class WriteQCDerivatives(SimpleInterface):
                     "template_to_t1w", "mattes_mi", "mc_samples", "n_folds", "timings"):
             if key in info and key not in record:
                 record[key] = info[key]
+        record["acquisition"] = dict(self.inputs.acquisition)
         record["runtime_s"] = round(sum((info.get("timings") or {}).values()), 2)
         record["provenance"] = dict(prov, bidsqc_version=__version__)
         record["model_id"] = prov.get("model_id")

@@ -16,8 +16,8 @@ def _node_name(source_file):
 def init_bidsqc_wf(scans, output_dir, model_dir, template=None, mc_samples=0,
                    threshold=-1.0, provenance=None, work_dir=None, name="bidsqc_wf"):
     """Build the workflow for ``scans`` (dicts with ``path``, ``source_file`` relative to the
-    BIDS root and optional ``input_sha256``), writing into ``output_dir``; ``template``: as
-    init_t1w_qc_wf."""
+    BIDS root and optional ``input_sha256`` and ``acquisition``, the sidecar's protocol fields),
+    writing into ``output_dir``; ``template``: as init_t1w_qc_wf."""
     wf = pe.Workflow(name=name, base_dir=str(work_dir) if work_dir else None)
     for scan in scans:
         label = _node_name(scan["source_file"])
@@ -26,8 +26,8 @@ def init_bidsqc_wf(scans, output_dir, model_dir, template=None, mc_samples=0,
         qc_wf.inputs.inputnode.in_file = scan["path"]
         prov = dict(provenance or {}, input_sha256=scan.get("input_sha256"))
         sink = pe.Node(WriteQCDerivatives(source_file=scan["source_file"], output_dir=str(output_dir),
-                                          provenance=prov), name=f"ds_qc_{label}", run_without_submitting=True,
-                       overwrite=True)
+                                          provenance=prov, acquisition=scan.get("acquisition") or {}),
+                       name=f"ds_qc_{label}", run_without_submitting=True, overwrite=True)
         wf.connect([(qc_wf, sink, [("outputnode.info", "info"), ("outputnode.preproc_file", "preproc_file"),
                                    ("outputnode.xfm_file", "xfm_file")])])
     return wf
