@@ -25,7 +25,7 @@ scans shifted as GROUP is, with their simulated bad versions, fine-tune the ense
 (a throwaway model), and GROUP's held-out scans are rated before and after.
 
     python benchmarks/bench_shift.py [--model DIR] [--out build/bench_shift] [--nprocs 2]
-        [--finetune res_2mm]
+        [--finetune res_2mm] [--update-card]
 """
 
 import argparse
@@ -245,6 +245,21 @@ def finetune(group, args, ensemble, results, rows, scored, cache):
             "before": summarise(before), "after": summarise(after)}
 
 
+def store_in_card(model_dir, report):
+    """The figures in the model card's ``benchmark_shift`` field (no rating depends on it)."""
+    path = Path(model_dir) / "model_card.json"
+    card = json.loads(path.read_text())
+    keep = ("n_clean", "clean_fail_rate", "clean_uncertain_rate", "auc_clean_vs_severe", "auc_clean_vs_mild",
+            "severe_failed", "artifact_top1_severe", "clean_ranges")
+    card["benchmark_shift"] = {
+        "command": "python benchmarks/bench_shift.py", "seed": report["seed"], "targets": TARGETS,
+        "groups": {g: dict({k: r[k] for k in keep}, dataset_relative=r["dataset_relative"]["realistic"])
+                   for g, r in report["groups"].items()},
+        "pooled": report["pooled"], "dataset_relative_pooled": report.get("dataset_relative_pooled"),
+        "oasis1_retest": report["oasis1_retest"], "finetune": report.get("finetune")}
+    write_json_atomic(path, card)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
@@ -253,6 +268,7 @@ def main():
     parser.add_argument("--seed", type=int, default=2030, help="shift and artifact seed (training used 0)")
     parser.add_argument("--nprocs", type=int, default=2)
     parser.add_argument("--groups", nargs="*", help="measure only these groups")
+    parser.add_argument("--update-card", action="store_true", help="store the figures in the model card")
     parser.add_argument("--finetune", metavar="GROUP", help="also fine-tune on 20 rated scans shifted as GROUP "
                         "is (a shifted group) and rate GROUP again with the fine-tuned ensemble")
     args = parser.parse_args()
@@ -359,6 +375,9 @@ def main():
     write_json_atomic(out, {"report": report, "details": [
         {k: v for k, v in r.items() if k not in ("params",)} for r in results]})
     print(f"full report: {out}")
+    if args.update_card:
+        store_in_card(args.model, report)
+        print(f"figures stored in {Path(args.model) / 'model_card.json'}")
 
 
 if __name__ == "__main__":
