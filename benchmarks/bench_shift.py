@@ -192,10 +192,9 @@ def dataset_relative(results, voxel_sizes, seed):
                         "participant_clean_not_passed": share([r["qc"] != "pass" for r in clean]),
                         "participant_bad_failed": share(participant_caught)}
     rows = relative_verdicts([table_row(r, voxel_sizes) for r in results])
-    out["balanced"] = {"clean_failed": round(float(np.mean([row["qc_dataset"] == "fail" for row, r in
-                                                             zip(rows, results) if r["artifact"] == "none"])), 3),
-                       "bad_failed": round(float(np.mean([row["qc_dataset"] == "fail" for row, r in
-                                                           zip(rows, results) if r["artifact"] != "none"])), 3)}
+    failed = [(row["qc_dataset"] == "fail", r["artifact"] == "none") for row, r in zip(rows, results)]
+    out["balanced"] = {"clean_failed": share([f for f, is_clean in failed if is_clean]),
+                       "bad_failed": share([f for f, is_clean in failed if not is_clean])}
     return out
 
 
@@ -237,7 +236,8 @@ def finetune(group, args, ensemble, results, rows, scored, cache):
                           seed=args.seed, nprocs=args.nprocs, mc_samples=ensemble.card.get("mc_samples", 4))
     minutes = (time.time() - started) / 60
     tuned = Ensemble.load(tuned_dir)
-    members = [r for r in rows if r["key"] in {x["key"] for x in results if x["group"] == group}]
+    keys = {x["key"] for x in results if x["group"] == group}
+    members = [r for r in rows if r["key"] in keys]
     after, _ = rate(tuned, members, cache, scored)
     before = [r for r in results if r["group"] == group]
     return {"group": group, "n_rated_scans": len(rated), "rated_volumes": card["training"]["n_volumes"],

@@ -97,4 +97,3 @@ def block_mean(source, out, factor=2):
 def stripped_t1w_2mm(stripped_t1w, tmp_path_factory):
     """ds002748 sub-01 at 2 mm (``block_mean``)."""
     return block_mean(stripped_t1w, tmp_path_factory.mktemp("scans") / "sub-01_T1w.nii.gz")
-

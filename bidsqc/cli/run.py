@@ -147,8 +147,7 @@ def plugin_settings(args):
 
 
 def run_participant(args):
-    from ..model.card import ModelCardError, ensemble_checksum, rating_checksum, read_card
-    from ..model.card import file_checksum
+    from ..model.card import ModelCardError, ensemble_checksum, file_checksum, rating_checksum, read_card
     from ..model.ensemble import DEFAULT_MODEL_DIR
     from ..outputs import derivative_paths, write_dataset_description, write_subject_table
 
@@ -273,10 +272,7 @@ def run_group(args):
     from ..model.relative import MIN_ACQUISITION_SCANS
 
     rows, excluded = write_group_outputs(output_dir)
-    sizes = {}
-    for row in rows:
-        if row.get("qc") != "error":
-            sizes[row["acquisition"]] = sizes.get(row["acquisition"], 0) + 1
+    sizes = {row["acquisition"]: row["n_acquisition"] for row in rows if row.get("qc") != "error"}
     relative = sum(n for n in sizes.values() if n >= MIN_ACQUISITION_SCANS)
     LOGGER.warning("group: %d scan(s) in %s, %d failed (listed in %s); %d scan(s) judged against their own "
                    "acquisition (%d of %d acquisition(s) with at least %d rated scans), the rest by their "

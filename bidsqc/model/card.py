@@ -47,13 +47,17 @@ def check_presmoothing(card, path):
                              "with bidsqc-train (or --init-from it) or use the bidsqc version it came with")
 
 
-def file_checksum(path, chunk=1 << 20):
-    """sha256 of a file (a scan, a fold model), read in blocks."""
-    digest = hashlib.sha256()
+def _hash_file(digest, path, chunk=1 << 20):
+    """Feed the bytes of ``path`` to ``digest``, in blocks."""
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(chunk), b""):
             digest.update(block)
-    return digest.hexdigest()
+    return digest
+
+
+def file_checksum(path):
+    """sha256 of a file (a scan, a fold model)."""
+    return _hash_file(hashlib.sha256(), path).hexdigest()
 
 
 def write_json_atomic(path, payload):
@@ -69,9 +73,7 @@ def ensemble_checksum(model_dir, card):
     digest = hashlib.sha256()
     digest.update(json.dumps(card["input"], sort_keys=True).encode())
     for name in list(card["folds"]) + [card["input"]["mask_file"]]:
-        with open(Path(model_dir) / name, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        _hash_file(digest, Path(model_dir) / name)
     return digest.hexdigest()
 
 

@@ -90,18 +90,19 @@ def apply_detectors(result, index, detector_scores, calibrations, threshold, ban
     return probabilities, flagged
 
 
+def verdict(p_bad, p_bad_folds, threshold, band):
+    """pass | fail | uncertain of one volume: ``uncertain`` inside ``band`` = (low, high), and
+    also wherever the fold models disagree, some fold's mean ``p_bad`` at or above
+    ``threshold`` and another's below: a verdict the ensemble is split on is left to a rater."""
+    split = bool(np.any(p_bad_folds >= threshold) and np.any(p_bad_folds < threshold))
+    if split or (band[0] <= p_bad <= band[1] and band[0] < band[1]):
+        return "uncertain"
+    return "fail" if p_bad >= threshold else "pass"
+
+
 def verdicts(result, threshold, band):
-    """pass | fail | uncertain per volume of ``result``: ``uncertain`` inside ``band`` =
-    (low, high), and also wherever the fold models disagree, some fold's mean ``p_bad`` at or
-    above ``threshold`` and another's below: a verdict the ensemble is split on is left to a rater."""
-    out = []
-    for p, folds in zip(result.p_bad, result.p_bad_folds):
-        split = bool(np.any(folds >= threshold) and np.any(folds < threshold))
-        if split or (band[0] <= p <= band[1] and band[0] < band[1]):
-            out.append("uncertain")
-        else:
-            out.append("fail" if p >= threshold else "pass")
-    return out
+    """``verdict`` of every volume of ``result``."""
+    return [verdict(p, folds, threshold, band) for p, folds in zip(result.p_bad, result.p_bad_folds)]
 
 
 def reason(result, index, threshold, band, p_bad_network, flagged=None, score=None, calibration=None,
@@ -110,8 +111,8 @@ def reason(result, index, threshold, band, p_bad_network, flagged=None, score=No
     (the network's ``p_bad_network``, or the detector ``flagged`` with its ``score`` and
     card ``calibration``) and where that lies against ``threshold`` and ``band``, or that
     the fold models disagree. ``detectors``: whether native detectors were applied."""
-    qc = verdicts(result, threshold, band)[index]
     folds = result.p_bad_folds[index]
+    qc = verdict(result.p_bad[index], folds, threshold, band)
     above = int(np.sum(folds >= threshold))
     if qc == "uncertain" and 0 < above < len(folds):
         return (f"uncertain: the fold models disagree, {above} of {len(folds)} at or above the threshold "
@@ -149,6 +150,6 @@ def decide(result, index, threshold, band, calibrations=None, detector_scores=No
     out["reason"] = reason(result, index, threshold, band, out["p_bad_network"], flagged,
                            (detector_scores or {}).get(flagged), (calibrations or {}).get(flagged),
                            detectors=applied)
-    out["qc"] = verdicts(result, threshold, band)[index]
+    out["qc"] = verdict(result.p_bad[index], result.p_bad_folds[index], threshold, band)
     out["p_bad"] = float(result.p_bad[index])
     return out

@@ -17,8 +17,8 @@ NAMING_C = 1.0
 #: the naming's columns read on a log scale, log(score + 1e-3), each with the score it reads:
 #: ghosting (a correlation that spans decades near 0; its column has kept the score's name
 #: since the first card) and uncovered (a share of the brain: 0 for most artifacts, 0.02-0.08
-#: for mild missing coverage); a card fit before session 24b reads uncovered as it is, in a
-#: column named ``uncovered``
+#: for mild missing coverage); a card fit before the naming read it on a log scale reads
+#: uncovered as it is, in a column named ``uncovered``
 LOG_COLUMNS = {"ghosting": "ghosting", "log_uncovered": "uncovered"}
 #: the column this version fits for a native score, where it is not the score's own name
 COLUMN_OF = {"uncovered": "log_uncovered"}

@@ -70,22 +70,21 @@ def relative_verdicts(rows, min_scans=MIN_ACQUISITION_SCANS, outlier_z=OUTLIER_Z
     ``qc_dataset`` and ``qc_dataset_reason``. Rows marked ``error`` keep ``error``. Returns
     the rows."""
     groups = {}
-    for row in rows:
-        row["acquisition"] = acquisition_key(row)
+    for row in rows:  # every column not measured below stays n/a
+        row.update(acquisition=acquisition_key(row), n_acquisition="n/a", **{f"z_{c}": "n/a" for c in RELATIVE_COLUMNS},
+                   z_max="n/a", qc_dataset="error", qc_dataset_reason="n/a")
         if row.get("qc") != "error":
             groups.setdefault(row["acquisition"], []).append(row)
-    for row in rows:
-        if row.get("qc") == "error":
-            row.update(n_acquisition="n/a", z_max="n/a", qc_dataset="error", qc_dataset_reason="n/a",
-                       **{f"z_{c}": "n/a" for c in RELATIVE_COLUMNS})
-    for key, members in groups.items():
+    for members in groups.values():
         n = len(members)
+        for row in members:
+            row["n_acquisition"] = n
         if n < min_scans:
             for row in members:
-                row.update(n_acquisition=n, z_max="n/a", qc_dataset=row.get("qc", "error"),
+                row.update(qc_dataset=row.get("qc", "error"),
                            qc_dataset_reason=f"{row.get('qc')}: the participant verdict; the acquisition has {n} "
                                              f"rated scan(s), fewer than the {min_scans} a dataset-relative verdict "
-                                             "needs", **{f"z_{c}": "n/a" for c in RELATIVE_COLUMNS})
+                                             "needs")
             continue
         values = np.array([[_value(r, c) for c in RELATIVE_COLUMNS] for r in members])
         with warnings.catch_warnings():  # a column no scan has (a card without detectors) stays NaN
@@ -96,9 +95,8 @@ def relative_verdicts(rows, min_scans=MIN_ACQUISITION_SCANS, outlier_z=OUTLIER_Z
         z = (values - centre) / spread
         for row, scores in zip(members, z):
             row.update({f"z_{c}": "n/a" if np.isnan(s) else f"{s:.2f}" for c, s in zip(RELATIVE_COLUMNS, scores)})
-            row["n_acquisition"] = n
             if np.all(np.isnan(scores)):
-                row.update(z_max="n/a", qc_dataset=row.get("qc"),
+                row.update(qc_dataset=row.get("qc"),
                            qc_dataset_reason=f"{row.get('qc')}: the participant verdict; no score to compare")
                 continue
             top = int(np.nanargmax(scores))

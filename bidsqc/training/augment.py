@@ -12,7 +12,6 @@ from .geometry import jitter_move, random_affine, spatial_transform
 SPATIAL_P = 0.8
 
 
-
 def smooth_fields(shape, n, rng, sigma=3.0):
     """``n`` smooth random fields in 0..1, (n, *shape) float32, for background filling."""
     fields = []

@@ -162,10 +162,11 @@ def out_of_fold_artifacts(ensemble, rows, volumes):
 
 
 def fit_naming(model_dir, scans, cache_dir, jobs, table, seed=0, n_clean_variants=2, nprocs=2):
-    """Fit the artifact naming (bidsqc.model.naming, fit by ``fit_naming_model``) on the artifact volumes of the
-    ``native_plan``, severe, mild and cropped: their native scores from ``table`` and the out-of-fold probabilities
-    of the ensemble in ``model_dir`` on their preprocessed volumes (built into ``cache_dir``
-    where the training did not already). Returns the model card's ``naming`` entry."""
+    """Fit the artifact naming (bidsqc.model.naming, by ``fit_naming_model``) on the artifact
+    volumes of the ``native_plan``, severe, mild and cropped: their native scores from
+    ``table`` and the out-of-fold probabilities of the ensemble in ``model_dir`` on their
+    preprocessed volumes (built into ``cache_dir`` where the training did not already).
+    Returns the model card's ``naming`` entry."""
     ensemble = Ensemble.load(model_dir)
     training = ensemble.card.get("training", {})
     jitter = training.get("registration_jitter") or {}
@@ -187,8 +188,8 @@ def fit_naming(model_dir, scans, cache_dir, jobs, table, seed=0, n_clean_variant
     if not keep:
         raise ValueError("no training volume has an out-of-fold prediction to fit the artifact naming on")
     entry = fit_naming_model(p_art[keep], [table[native[(rows[i]["subject"], rows[i]["variant"])]] for i in keep],
-                [rows[i]["artifact"] for i in keep], [rows[i]["subject"] for i in keep], ensemble.artifacts,
-                severities=[rows[i]["severity"] for i in keep])
+                             [rows[i]["artifact"] for i in keep], [rows[i]["subject"] for i in keep],
+                             ensemble.artifacts, severities=[rows[i]["severity"] for i in keep])
     LOGGER.info("artifact naming: top-1 %s (grouped CV on %d training volumes; %s by severity) against the network "
                 "heads' %.3f", entry["cv_top1"], entry["n_volumes"], entry.get("cv_top1_by_severity"),
                 entry["network_top1"])

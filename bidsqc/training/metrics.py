@@ -3,7 +3,6 @@
 import numpy as np
 
 
-
 def binary_metrics(y_true, p_bad, threshold=0.5):
     """accuracy, sensitivity, specificity, balanced accuracy and AUC of ``p_bad`` for
     binary ``y_true`` (1 = bad)."""

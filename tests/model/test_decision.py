@@ -125,4 +125,3 @@ def test_decide_applies_the_detectors_then_gives_the_verdict_and_its_reason():
     threshold, moved = decision_rule(0.86, band, 0.5)
     assert threshold == 0.5 and moved[0] < 0.5 < moved[1]
     assert band_half_width_logit(moved) == pytest.approx(band_half_width_logit(band), abs=0.02)
-

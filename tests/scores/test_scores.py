@@ -109,7 +109,6 @@ def test_slice_score_sees_dropped_and_misordered_slabs(stripped, raw_head):
         assert slice_score(noise(data, sigma=0.1, seed=2), zooms) < clean + 0.2
 
 
-
 def test_inner_slice_score_sees_slabs_inside_the_data_not_a_slab_zero_filled_at_an_end(stripped, raw_head):
     """The naming's inner_slices: slices dropped or out of order break inside the data (as
     slice_score); a slab of missing coverage zero-filled at an end breaks only into the zero
@@ -130,6 +129,7 @@ def test_inner_slice_score_sees_slabs_inside_the_data_not_a_slab_zero_filled_at_
         together = scores(cut, zooms, only=["bad_slices", "inner_slices"])
         assert together == {"bad_slices": slice_score(cut, zooms), "inner_slices": inner_slice_score(cut, zooms)}
     assert inner_slice_score(np.zeros((8, 8, 8), np.float32)) == 0.0
+
 
 def _padded_below(img, planes):
     """``img`` with ``planes`` zero planes added below its last axis (a larger, zero-filled field of view)."""

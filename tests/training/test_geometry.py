@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from bidsqc.training.geometry import (JITTER_RANGES, SPATIAL_RANGES, axis_rotation, grid_move, jitter_move,
-                                   random_affine, spatial_transform, zoom_range)
 from bidsqc.preprocessing.conform import conform, load_image
 from bidsqc.preprocessing.pipeline import DEFAULT_SHAPE, make_grid, to_model_grid
 from bidsqc.preprocessing.register import register_affine
+from bidsqc.training.geometry import (JITTER_RANGES, SPATIAL_RANGES, axis_rotation, grid_move, jitter_move,
+                                      random_affine, spatial_transform, zoom_range)
 
 
 def laplacian_energy(volume, region):
