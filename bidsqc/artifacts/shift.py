@@ -29,7 +29,15 @@ SHIFT_RANGES = {
     "field_of_view": {"pad_fraction": (0.1, 0.3), "margin_voxels": (1, 4)},
     # a scanner's or a converter's intensity scale and datatype
     "intensity": {"scale": (0.01, 50.0), "dtype": ("uint8", "int16", "float32")},
+    # another voxel size: isotropic, or (with p_anisotropic) one axis coarser than the scan's own
+    "resolution": {"isotropic_mm": (1.1, 2.2), "slice_mm": (1.3, 3.0), "p_anisotropic": 0.3},
 }
+
+#: the shifts a training volume may carry (``bidsqc-train --shift-variation``), in the order
+#: they are applied: anatomy, contrast, acquisition grid, thermal noise, field of view,
+#: storage. Skull stripping needs a registration and is left to the training scans that
+#: come stripped or raw.
+TRAINING_SHIFTS = ("atrophy", "contrast", "resolution", "field_strength", "field_of_view", "intensity")
 
 
 def _image(data, affine, dtype=np.float32):
@@ -132,12 +140,19 @@ def field_of_view(img, pad_fraction=0.0, margin_voxels=None):
 
 def intensity(img, scale, dtype):
     """Another intensity scale and datatype: intensities times ``scale``, stored as
-    ``dtype`` (uint8: rescaled to 0-255 as 8-bit converters do; integers rounded)."""
+    ``dtype``: uint8 rescaled to 0-255 as 8-bit converters do; int16 rounded where the
+    values fit 1,000-32,767, otherwise stored as integers times a slope (the NIfTI
+    ``scl_slope`` a converter writes, so the range is neither clipped nor cut to a few levels)."""
     data = np.clip(np.asarray(img.dataobj, np.float32), 0, None) * float(scale)
+    top = max(float(data.max()), 1e-12)
     if dtype == "uint8":
-        data = np.round(data / max(float(data.max()), 1e-12) * 255)
+        data = np.round(data / top * 255)
     elif dtype == "int16":
-        data = np.round(np.clip(data, 0, 32767))
+        slope = 1.0 if 1000 <= top <= 32767 else top / 32767
+        data = np.round(data / slope) * slope
+        out = _image(data, img.affine)
+        out.set_data_dtype(np.int16)  # saved with scl_slope = slope
+        return out
     return _image(data, img.affine, dtype=np.dtype(dtype))
 
 
@@ -156,10 +171,18 @@ def skull_strip(img, template_to_t1w, template_mask, margin_mm=3.0):
     return _image(np.where(mask, data, 0), img.affine)
 
 
-def sample_shift(name, rng):
+def sample_shift(name, rng, zooms=(1.0, 1.0, 1.0)):
     """Parameters of shift ``name`` drawn from SHIFT_RANGES with ``rng`` (a numpy Generator);
-    resolution and skull stripping take theirs from the caller (a voxel size, a registration)."""
+    resolution needs the scan's voxel sizes ``zooms`` (an anisotropic draw coarsens one axis
+    and keeps the others); skull stripping takes its parameters from the caller (a registration)."""
     ranges = SHIFT_RANGES.get(name)
+    if name == "resolution":
+        if rng.random() < ranges["p_anisotropic"]:
+            axis = int(rng.integers(0, 3))
+            voxel = [round(float(z), 3) for z in zooms]
+            voxel[axis] = round(max(float(rng.uniform(*ranges["slice_mm"])), voxel[axis]), 3)
+            return {"voxel_mm": voxel}
+        return {"voxel_mm": round(float(rng.uniform(*ranges["isotropic_mm"])), 3)}
     if name == "contrast":
         return {k: round(float(rng.uniform(*ranges[k])), 3) for k in ("gm_ratio", "csf_ratio")}
     if name == "field_strength":
@@ -173,8 +196,22 @@ def sample_shift(name, rng):
     if name == "intensity":
         low, high = np.log(ranges["scale"])
         return {"scale": round(float(np.exp(rng.uniform(low, high))), 4), "dtype": str(rng.choice(ranges["dtype"]))}
-    raise ValueError(f"shift {name!r} has no sampler; choose from contrast, field_strength, atrophy, "
-                     "field_of_view, intensity")
+    raise ValueError(f"shift {name!r} has no sampler; choose from {', '.join(TRAINING_SHIFTS)}")
+
+
+def sample_study(rng, zooms=(1.0, 1.0, 1.0), max_shifts=2):
+    """A drawn study difference for a training volume: 1 to ``max_shifts`` distinct shifts of
+    TRAINING_SHIFTS with their parameters, as [[name, params], ...] in application order."""
+    n = int(rng.integers(1, max_shifts + 1))
+    names = set(str(x) for x in rng.choice(TRAINING_SHIFTS, size=n, replace=False))
+    return [[name, sample_shift(name, rng, zooms)] for name in TRAINING_SHIFTS if name in names]
+
+
+def apply_study(img, shifts):
+    """Apply a ``sample_study`` list of shifts to a nibabel image, in its order."""
+    for name, params in shifts:
+        img = apply_shift(img, name, params)
+    return img
 
 
 def apply_shift(img, name, params):

@@ -110,6 +110,12 @@ def get_train_parser():
                         help="random affine augmentation on the model grid (rotation up to 10 degrees, "
                              "scale 10 %%, shift 2 voxels), so registration's residual misalignment and "
                              "head shape do not read as artifacts")
+    parser.add_argument("--shift-variation", type=float, default=0.0, metavar="P",
+                        help="make this share of the training volumes (0-1; the subjects' originals stay), clean "
+                             "and with artifacts, look like another study's scan first: one or two of voxel size "
+                             "(1.1-2.2 mm, or one axis up to 3 mm), T1 contrast, 1.5 T noise, atrophy, field of "
+                             "view, intensity scale and datatype (bidsqc.artifacts.shift; built into the cache); "
+                             "the detectors are calibrated on the same volumes")
     parser.add_argument("--registration-jitter", type=float, default=0.0, metavar="P",
                         help="move this share of the training volumes (0-1; the subjects' originals stay) "
                              "inside their one resampling at registration, so no volume is interpolated twice "

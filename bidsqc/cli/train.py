@@ -24,10 +24,11 @@ def main(argv=None):
         print(f"bidsqc-train: error: --exclude-artifacts: unknown artifact type(s) {', '.join(unknown)}; "
               f"known: {', '.join(ARTIFACTS)}", file=sys.stderr)
         return 2
-    if not 0.0 <= args.registration_jitter <= 1.0:
-        print(f"bidsqc-train: error: --registration-jitter must be between 0 and 1, got {args.registration_jitter}",
-              file=sys.stderr)
-        return 2
+    for option in ("registration_jitter", "shift_variation"):
+        if not 0.0 <= getattr(args, option) <= 1.0:
+            print(f"bidsqc-train: error: --{option.replace('_', '-')} must be between 0 and 1, "
+                  f"got {getattr(args, option)}", file=sys.stderr)
+            return 2
     if not args.labels and not args.scans:
         print("bidsqc-train: error: give --labels TSV and/or --scans DIR", file=sys.stderr)
         return 2
@@ -65,7 +66,8 @@ def main(argv=None):
                    spacing_mm=args.spacing or DEFAULT_SPACING_MM, grid_shape=tuple(args.grid or DEFAULT_SHAPE),
                    holdout=holdout, exclude_mild=args.exclude_mild, raw_scan_variation=args.raw_scan_variation,
                    exclude_artifacts=tuple(args.exclude_artifacts), detectors=not args.no_detectors,
-                   spatial_augment=args.spatial_augment, registration_jitter=args.registration_jitter)
+                   spatial_augment=args.spatial_augment, registration_jitter=args.registration_jitter,
+                   shift_variation=args.shift_variation)
     return 0
 
 

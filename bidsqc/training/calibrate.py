@@ -4,12 +4,14 @@ artifact naming (a logistic regression on out-of-fold network probabilities and 
 scores). How and why: docs/scores.md.
 """
 
+import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
 from ..artifacts import ARTIFACTS
+from ..artifacts.shift import SHIFT_RANGES
 from ..model.card import CARD_NAME, ModelCardError, read_card, write_json_atomic
 from ..model.ensemble import Ensemble
 from ..model.naming import NAMING_C, feature_names, feature_vector, native_columns
@@ -105,22 +107,25 @@ def fit_naming_model(p_artifacts, native_scores, labels, groups, artifacts, seve
             "network_top1": round(float(np.mean(network_hits)), 4)}
 
 
-def native_plan(scans, seed=0, n_clean_variants=2):
+def native_plan(scans, seed=0, n_clean_variants=2, shift_p=0.0):
     """The volumes the native-space scores are calibrated on: each good scan as is,
     ``n_clean_variants`` clean variations with raw-scan noise and sharpening, one resliced
     with a coarser axis (a clean anisotropic acquisition), and the severe version of every
     artifact, drawn with the training plan's seeds (so with ``--exclude-mild`` they are the
     training volumes themselves). The mild version of every artifact and missing coverage
-    cut off the array (``naming_jobs``) are scored too, for the artifact naming only."""
+    cut off the array (``naming_jobs``) are scored too, for the artifact naming only. With
+    ``shift_p`` (the training's ``--shift-variation``) the same share of the clean variations
+    and artifact volumes as in training look like another study's (``add_shifts``), so each
+    detector's clean range spans them."""
     jobs = plan_variants(scans, n_clean_variants=n_clean_variants, severities=("severe",), seed=seed,
-                         artifacts=ARTIFACTS, raw_scan_variation=True)
+                         artifacts=ARTIFACTS, raw_scan_variation=True, shift_p=shift_p)
     rng = np.random.default_rng([seed, 1])  # its own stream: the other jobs keep the training plan's seeds
     for job in [j for j in jobs if j["variant"] == "original"]:
         jobs.append(dict(job, variant="anisotropic0", artifact="anisotropic", seed=int(rng.integers(2 ** 31))))
     return assign_keys(jobs + naming_jobs(scans, seed=seed), "native")
 
 
-def calibrate_detectors(jobs, table, n_clean_variants=2):
+def calibrate_detectors(jobs, table, n_clean_variants=2, shift_p=0.0):
     """Calibrate the native-space detectors (bidsqc.scores.DETECTORS) on the scores
     ``table`` of the ``native_plan`` ``jobs``: clean volumes against the severe volumes of
     each detector's artifact. Returns the model card's ``detectors`` entry."""
@@ -128,7 +133,9 @@ def calibrate_detectors(jobs, table, n_clean_variants=2):
     entry = {"space": "the conformed (RAS) image on its own voxel grid, before registration; the slice score "
                       "leaves out a cut into zero-filled end planes outside the registered template brain",
              "clean": f"each good training scan, {n_clean_variants} clean variations with raw-scan noise and "
-                      "one resliced with a 1.1-1.6 times coarser axis",
+                      "one resliced with a 1.1-1.6 times coarser axis"
+                      + (f"; a share of {shift_p:g} of the variations also shifted to look like another study's "
+                         "scan (as in training)" if shift_p else ""),
              "artifact": "the severe simulated version of each good training scan",
              "rule": "each detector's score maps to the p_bad scale (its threshold at the ensemble's threshold, "
                      "its low/high at the uncertain band, 0 below low); p_bad is the largest of the "
@@ -179,7 +186,7 @@ def fit_naming(model_dir, scans, cache_dir, jobs, table, seed=0, n_clean_variant
                             ensemble.grid_affine, ensemble.mask, n_clean_variants=n_clean_variants, seed=seed,
                             nprocs=nprocs, severities=("severe",),
                             raw_scan_variation=bool(training.get("raw_scan_variation", False)),
-                            move_p=jitter.get("p", 0.0), naming=True)
+                            move_p=jitter.get("p", 0.0), naming=True, shift_p=training_shift_p(training))
     native = {(j["subject"], j["variant"]): j["key"] for j in jobs if j["artifact"] in ARTIFACTS}
     rows = [r for r in rows if r["artifact"] in ARTIFACTS and native.get((r["subject"], r["variant"])) in table]
     volumes = load_volumes(cache_dir, rows)
@@ -196,14 +203,25 @@ def fit_naming(model_dir, scans, cache_dir, jobs, table, seed=0, n_clean_variant
     return entry
 
 
+def training_shift_p(training):
+    """The ``--shift-variation`` share a card's ``training`` entry records (0 without one); a
+    card whose shift ranges differ from this bidsqc's cannot have its plan rebuilt."""
+    shift = training.get("shift_variation") or {}
+    if shift and json.loads(json.dumps(shift.get("ranges"))) != json.loads(json.dumps(SHIFT_RANGES)):
+        raise ModelCardError(f"trained with --shift-variation drawn from {shift.get('ranges')}, but this bidsqc "
+                             f"draws from {SHIFT_RANGES}; calibrate with the bidsqc version that trained it")
+    return float(shift.get("p", 0.0))
+
+
 def add_detectors(model_dir, scans, cache_dir, seed=0, n_clean_variants=2, nprocs=2):
     """Score the ``native_plan`` of ``scans`` (cached in ``cache_dir``/detectors.tsv),
     calibrate the detectors and fit the artifact naming, and store both in the model card
     of ``model_dir``."""
-    jobs = native_plan(scans, seed=seed, n_clean_variants=n_clean_variants)
     card = read_card(model_dir)
+    shift_p = training_shift_p(card.get("training", {}))
+    jobs = native_plan(scans, seed=seed, n_clean_variants=n_clean_variants, shift_p=shift_p)
     table = detector_table(jobs, cache_dir, nprocs=nprocs, template_id=card["input"]["template"])
-    card["detectors"] = calibrate_detectors(jobs, table, n_clean_variants=n_clean_variants)
+    card["detectors"] = calibrate_detectors(jobs, table, n_clean_variants=n_clean_variants, shift_p=shift_p)
     write_json_atomic(Path(model_dir) / CARD_NAME, card)
     card["naming"] = fit_naming(model_dir, scans, cache_dir, jobs, table, seed=seed,
                                 n_clean_variants=n_clean_variants, nprocs=nprocs)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import ARTIFACTS, apply_artifact, sample_params
+from ..artifacts.shift import SHIFT_RANGES, apply_study, sample_study
 from ..artifacts.simulators import ANISOTROPIC_RANGE, CLEAN_RANGES, RANGES, sample_anisotropic, sample_clean_variation
 from ..model.card import file_checksum, write_json_atomic
 from .geometry import JITTER_RANGES, grid_move, jitter_move
@@ -24,16 +25,16 @@ from .geometry import JITTER_RANGES, grid_move, jitter_move
 LOGGER = logging.getLogger("bidsqc")
 
 MANIFEST_COLUMNS = ["key", "subject", "source_file", "variant", "artifact", "severity", "label",
-                    "params", "reg_quality", "skull_stripped", "volume", "move_seed"]
+                    "params", "reg_quality", "skull_stripped", "volume", "move_seed", "shift"]
 
 
 def plan_variants(scans, n_clean_variants=2, severities=("mild", "severe"), p_severe=0.6, seed=0,
-                  every_severity=False, artifacts=ARTIFACTS, raw_scan_variation=False):
+                  every_severity=False, artifacts=ARTIFACTS, raw_scan_variation=False, shift_p=0.0):
     """One job per training volume: each good scan as is, ``n_clean_variants`` clean
     variations and one simulated version per artifact (severity drawn, P(severe)=p_severe;
     with ``every_severity`` one per artifact and severity); scans rated bad by a user
     enter as they are. With ``raw_scan_variation`` the clean variations also carry raw-scan
-    noise and sharpening. Returns a list of job dicts."""
+    noise and sharpening; ``shift_p``: see ``add_shifts``. Returns a list of job dicts."""
     rng = np.random.default_rng(seed)
     jobs = []
     for scan in scans:
@@ -52,7 +53,33 @@ def plan_variants(scans, n_clean_variants=2, severities=("mild", "severe"), p_se
                 jobs.append(dict(base, variant=f"{artifact}-{severity}" if every_severity else artifact,
                                  artifact=artifact, severity=severity, label=1.0,
                                  seed=int(rng.integers(2 ** 31))))
+    return add_shifts(jobs, shift_p, seed)
+
+
+def add_shifts(jobs, p, seed=0):
+    """With ``p`` > 0 (``bidsqc-train --shift-variation``), give each job but the subjects'
+    ``original`` volumes and user-rated scans, with probability ``p``, a ``shift``: one or two
+    study differences (``bidsqc.artifacts.shift.sample_study``: voxel size, contrast, 1.5 T
+    noise, atrophy, field of view, intensity scale) applied to the scan before its clean
+    variation or artifact, so that neither class is one study's look. Drawn from their own
+    generator, in the same way whatever ``p``, so the jobs' other seeds do not change."""
+    rng = np.random.default_rng([seed, 0x7368696674])
+    for job in jobs:
+        draw, shift_seed = rng.random(), int(rng.integers(2 ** 31))
+        if p > 0 and draw < p and job["variant"] not in ("original", "rated"):
+            job["shift_seed"] = shift_seed
     return jobs
+
+
+def job_shift(job, zooms):
+    """The job's (or manifest row's) study shift as [[name, params], ...]: a manifest row's
+    stored ``shift``, or drawn from its ``shift_seed`` for a scan with voxel sizes ``zooms``;
+    [] when it has none."""
+    if job.get("shift") not in (None, ""):
+        return json.loads(job["shift"]) if isinstance(job["shift"], str) else list(job["shift"])
+    if job.get("shift_seed") in (None, ""):
+        return []
+    return sample_study(np.random.default_rng(int(job["shift_seed"])), zooms)
 
 
 def _per_good_scan(scans, rng, variants):
@@ -140,6 +167,8 @@ def _job_key(job, checksum, signature):
     move = []
     if job.get("move_seed") not in (None, ""):
         move = [int(job["move_seed"]), JITTER_RANGES]
+    if job.get("shift_seed") not in (None, ""):
+        move += ["shift", int(job["shift_seed"]), SHIFT_RANGES]
     text = json.dumps([checksum, job["variant"], job["artifact"], job["severity"], job["seed"], signature, ranges]
                       + ([True] if job.get("raw_scan") else []) + move + (["crop"] if job.get("crop") else []))
     return hashlib.sha1(text.encode()).hexdigest()[:16]
@@ -161,6 +190,10 @@ def native_image(job):
     from ..preprocessing.conform import conform, load_image
 
     img, _ = conform(load_image(job["source_file"]), name=job["source_file"])
+    shift = job_shift(job, tuple(float(z) for z in img.header.get_zooms()[:3]))
+    if shift:
+        img = apply_study(img, shift)
+    job["shift"] = json.dumps(shift) if shift else ""
     params = {}
     if job["artifact"] not in ("clean", "anisotropic") and job["artifact"] not in ARTIFACTS:
         return img, params
@@ -291,24 +324,24 @@ def _run_job(job, cache_dir):
     row = {k: job[k] for k in ("key", "subject", "source_file", "variant", "artifact", "severity", "label")}
     row.update(params=json.dumps(params), reg_quality=info["reg_quality"],
                skull_stripped=int(info["skull_stripped"]), volume=str(out.relative_to(cache_dir)),
-               move_seed=job.get("move_seed", ""))
+               move_seed=job.get("move_seed", ""), shift=job.get("shift", ""))
     return row
 
 
 def build_dataset(scans, cache_dir, template_id, grid_shape, grid_affine, input_mask,
                   n_clean_variants=2, seed=0, nprocs=2, p_severe=0.6, every_severity=False,
                   artifacts=ARTIFACTS, severities=("mild", "severe"), raw_scan_variation=False,
-                  skip_artifacts=(), move_p=0.0, naming=False):
+                  skip_artifacts=(), move_p=0.0, naming=False, shift_p=0.0):
     """Build (or resume) the cached training set for ``scans`` (dicts with subject,
     source_file and optional label/artifact); returns the manifest rows. ``move_p``: see
-    ``add_moves``. ``skip_artifacts``
+    ``add_moves``; ``shift_p``: see ``add_shifts``. ``skip_artifacts``
     leaves those jobs out after planning, so the other volumes keep their seeds and cache keys.
     ``naming`` adds the ``naming_jobs`` after the plan (their moves drawn after the plan's,
     so the plan's volumes keep their cache keys)."""
     signature = grid_signature(grid_shape, grid_affine, input_mask)
     jobs = plan_variants(scans, n_clean_variants=n_clean_variants, seed=seed, p_severe=p_severe,
                          every_severity=every_severity, artifacts=artifacts, severities=severities,
-                         raw_scan_variation=raw_scan_variation)
+                         raw_scan_variation=raw_scan_variation, shift_p=shift_p)
     if naming:
         jobs += naming_jobs(scans, seed=seed, artifacts=artifacts)
     jobs = add_moves(jobs, move_p, seed)

@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import __version__
 from ..artifacts import ARTIFACTS
+from ..artifacts.shift import SHIFT_RANGES, TRAINING_SHIFTS
 from ..model.card import CARD_NAME, MASK_NAME, file_checksum, read_card, write_json_atomic
 from ..model.decision import UNCERTAIN_HALF_WIDTH_LOGIT, uncertain_band
 from ..preprocessing.pipeline import (DEFAULT_SHAPE, DEFAULT_SPACING_MM, PRESMOOTH_FWHM_MM, make_grid,
@@ -210,7 +211,7 @@ def model_grid(template_id, init_from, spacing_mm, grid_shape):
 
 
 def training_set(scans, cache_dir, template_id, grid, n_clean_variants, seed, nprocs, exclude_mild,
-                 raw_scan_variation, exclude_artifacts, registration_jitter):
+                 raw_scan_variation, exclude_artifacts, registration_jitter, shift_variation=0.0):
     """Build (or resume) the cached training volumes of ``scans`` on ``grid`` and load them
     with their targets: a ``TrainingSet``. With ``exclude_mild`` only severe variants are
     planned, so no mild volume is built or trained on."""
@@ -218,7 +219,7 @@ def training_set(scans, cache_dir, template_id, grid, n_clean_variants, seed, np
                                  n_clean_variants=n_clean_variants, seed=seed, nprocs=nprocs,
                                  severities=("severe",) if exclude_mild else ("mild", "severe"),
                                  raw_scan_variation=raw_scan_variation, skip_artifacts=exclude_artifacts,
-                                 move_p=registration_jitter)
+                                 move_p=registration_jitter, shift_p=shift_variation)
     if errors:
         LOGGER.warning("dataset: %d volumes failed and are left out", len(errors))
     if exclude_artifacts:
@@ -364,6 +365,8 @@ def model_card(model_id, grid, template_id, fold_files, threshold, specificity_r
                      if s["spatial_augment"] else None,
                      "registration_jitter": {"p": s["registration_jitter"], **JITTER_RANGES}
                      if s["registration_jitter"] else None,
+                     "shift_variation": {"p": s["shift_variation"], "shifts": list(TRAINING_SHIFTS),
+                                         "ranges": SHIFT_RANGES} if s["shift_variation"] else None,
                      "excluded_artifacts": sorted(s["exclude_artifacts"]),
                      "n_volumes": len(data.rows), "n_clean": int((1 - is_bad).sum()), "n_bad": int(is_bad.sum()),
                      "n_subjects": len(set(data.subjects)), "dataset_manifest_sha256": data.manifest_sha,
@@ -379,7 +382,7 @@ def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", fol
                    n_clean_variants=2, seed=0, nprocs=2, mc_samples=4, levels=4, base_filters=16,
                    dropout=0.2, dense_dropout=0.1, spacing_mm=DEFAULT_SPACING_MM, grid_shape=DEFAULT_SHAPE,
                    holdout=None, exclude_mild=False, raw_scan_variation=False, exclude_artifacts=(),
-                   detectors=True, spatial_augment=False, registration_jitter=0.0):
+                   detectors=True, spatial_augment=False, registration_jitter=0.0, shift_variation=0.0):
     """Train a ``folds``-fold ensemble on ``scans``; write it to ``out_dir``; return its card.
 
     ``exclude_artifacts``: artifact types whose simulated volumes the network does not train on
@@ -388,7 +391,9 @@ def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", fol
     ``spatial_augment``: random affine augmentation on the grid (``augment``).
     ``registration_jitter``: the share of the training volumes (all but the subjects' originals)
     moved by a random affine inside their one resampling at registration instead
-    (``bidsqc.training.dataset.add_moves``), built into the cache."""
+    (``bidsqc.training.dataset.add_moves``), built into the cache. ``shift_variation``: the
+    share of them (clean and with artifacts) made to look like another study's scan first
+    (``bidsqc.training.dataset.add_shifts``); the detectors are calibrated on the same volumes."""
     import keras
 
     settings = dict(locals())
@@ -406,7 +411,7 @@ def train_ensemble(scans, out_dir, cache_dir, template_id="MNI152NLin6Asym", fol
     os.replace(mask_tmp, out_dir / MASK_NAME)
 
     data = training_set(scans, cache_dir, template_id, grid, n_clean_variants, seed, nprocs, exclude_mild,
-                        raw_scan_variation, exclude_artifacts, registration_jitter)
+                        raw_scan_variation, exclude_artifacts, registration_jitter, shift_variation)
     rows, is_bad, subjects = data.rows, data.is_bad, data.subjects
     splits = _fold_split(rows, folds, seed)
     fields = smooth_fields(grid.shape, 8, np.random.default_rng(seed))

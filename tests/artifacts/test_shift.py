@@ -6,8 +6,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bidsqc.artifacts.shift import (SHIFT_RANGES, apply_shift, atrophy, contrast, field_of_view, field_strength,
-                                    intensity, resample_voxels, sample_shift, skull_strip, tissue_levels)
+from bidsqc.artifacts.shift import (SHIFT_RANGES, TRAINING_SHIFTS, apply_shift, apply_study, atrophy, contrast,
+                                    field_of_view, field_strength, intensity, resample_voxels, sample_shift,
+                                    sample_study, skull_strip, tissue_levels)
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +89,12 @@ def test_intensity_changes_scale_and_datatype_only(scan):
     assert out.get_data_dtype() == np.uint8 and np.asarray(out.dataobj).max() == 255
     values = np.asarray(out.dataobj, np.float32)
     assert np.corrcoef(values[data > 0], data[data > 0])[0, 1] > 0.999
-    big = intensity(scan, scale=40.0, dtype="int16")
-    assert big.get_data_dtype() == np.int16
-    assert np.asarray(big.dataobj, np.float32).max() == pytest.approx(min(40 * data.max(), 32767), rel=1e-3)
+    for scale in (40.0, 0.01):  # beyond int16, and a range that would round to a few levels: a slope
+        stored = nib.Nifti1Image.from_bytes(intensity(scan, scale=scale, dtype="int16").to_bytes())
+        assert stored.get_data_dtype() == np.int16
+        values = np.asarray(stored.dataobj, np.float32)
+        assert values.max() == pytest.approx(scale * data.max(), rel=1e-3)
+        assert np.abs(values - scale * data).max() <= 1e-3 * scale * data.max()
 
 
 def test_skull_strip_zeroes_outside_the_registered_template_brain(raw_head_t1w, nlin6):
@@ -119,3 +123,25 @@ def test_samplers_are_seeded_and_stay_in_their_ranges():
         assert s["dtype"] in SHIFT_RANGES["intensity"]["dtype"]
     with pytest.raises(ValueError, match="unknown shift"):
         apply_shift(None, "tilt", {})
+    ranges = SHIFT_RANGES["resolution"]
+    voxels = [sample_shift("resolution", rng, zooms=(1.0, 1.0, 1.2))["voxel_mm"] for _ in range(200)]
+    iso = [v for v in voxels if not isinstance(v, list)]
+    aniso = [v for v in voxels if isinstance(v, list)]
+    assert all(ranges["isotropic_mm"][0] <= v <= ranges["isotropic_mm"][1] for v in iso)
+    assert 0.2 < len(aniso) / len(voxels) < 0.4
+    for v in aniso:  # one axis coarser, the others the scan's own
+        assert sorted(v)[:2] in ([1.0, 1.0], [1.0, 1.2]) and max(v) >= ranges["slice_mm"][0]
+
+
+def test_a_drawn_study_is_seeded_ordered_and_applied_in_order(scan):
+    studies = [sample_study(np.random.default_rng(s)) for s in range(40)]
+    assert studies == [sample_study(np.random.default_rng(s)) for s in range(40)]
+    for study in studies:
+        names = [name for name, _ in study]
+        assert 1 <= len(names) <= 2 and names == [n for n in TRAINING_SHIFTS if n in names]
+    assert {n for study in studies for n, _ in study} == set(TRAINING_SHIFTS)
+    study = [["resolution", {"voxel_mm": 2.0}], ["field_of_view", {"pad_fraction": 0.1}]]
+    out = apply_study(scan, study)
+    expected = field_of_view(resample_voxels(scan, 2.0), pad_fraction=0.1)
+    assert out.shape == expected.shape and np.allclose(out.affine, expected.affine)
+    assert np.array_equal(np.asarray(out.dataobj), np.asarray(expected.dataobj))

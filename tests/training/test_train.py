@@ -16,6 +16,7 @@ import pytest
 from conftest import block_mean
 
 from bidsqc.artifacts import ARTIFACTS
+from bidsqc.artifacts.shift import SHIFT_RANGES
 from bidsqc.cli.parser import get_train_parser
 from bidsqc.model.card import ModelCardError, read_card
 from bidsqc.model.decision import band_half_width_logit, uncertain_band
@@ -26,8 +27,8 @@ from bidsqc.preprocessing.resample import zscore
 from bidsqc.scores import DETECTORS, FEATURES
 from bidsqc.training.augment import SPATIAL_P, augment, brain_distance, moved_backgrounds, scalp_layers
 from bidsqc.training.calibrate import add_detectors, fit_naming, native_plan
-from bidsqc.training.dataset import (_job_key, add_moves, assign_keys, build_dataset, naming_crop_jobs, naming_jobs,
-                                     naming_mild_jobs, native_image, plan_variants, read_labels)
+from bidsqc.training.dataset import (_job_key, add_moves, assign_keys, build_dataset, job_shift, naming_crop_jobs,
+                                     naming_jobs, naming_mild_jobs, native_image, plan_variants, read_labels)
 from bidsqc.training.folds import train_ensemble
 from bidsqc.training.geometry import JITTER_RANGES, SPATIAL_RANGES, jitter_move, spatial_transform
 from bidsqc.training.metrics import choose_threshold
@@ -376,6 +377,44 @@ def test_registration_jitter_moves_only_the_drawn_jobs_and_keeps_the_others_keys
     for job, base in zip(moved, plain):  # same artifact seeds; only the moved ones get new keys
         assert job["seed"] == base["seed"]
         assert (job["key"] != base["key"]) == ("move_seed" in job)
+
+
+def test_shift_variation_shifts_only_the_drawn_jobs_and_keeps_the_others_keys(shared_data):
+    """--shift-variation: a drawn share of the clean variations and artifact volumes (never a
+    subject's original) carry a seeded study shift; the others keep their seeds and cache
+    keys; a shifted volume is built from the shifted scan, and its manifest row's stored
+    shift rebuilds the same image."""
+    scans = [{"subject": f"sub-{s}", "source_file": str(shared_data / "ds002748" / f"sub-{s}_T1w.nii.gz")}
+             for s in ("01", "05")]
+    plain = assign_keys(plan_variants(scans, n_clean_variants=2, seed=4), "grid")
+    shifted = assign_keys(plan_variants(scans, n_clean_variants=2, seed=4, shift_p=0.5), "grid")
+    again = assign_keys(plan_variants(scans, n_clean_variants=2, seed=4, shift_p=0.5), "grid")
+    assert [j.get("shift_seed") for j in shifted] == [j.get("shift_seed") for j in again]
+    assert not any("shift_seed" in j for j in shifted if j["variant"] == "original")
+    share = np.mean(["shift_seed" in j for j in shifted if j["variant"] != "original"])
+    assert 0.25 <= share <= 0.75
+    for job, base in zip(shifted, plain):
+        assert job["seed"] == base["seed"]
+        assert (job["key"] != base["key"]) == ("shift_seed" in job)
+    job = next(j for j in shifted if "shift_seed" in j)
+    study = job_shift(job, (1.0, 1.0, 1.0))
+    assert study and study == job_shift(dict(job), (1.0, 1.0, 1.0))
+    built, _ = native_image(dict(job))
+    assert np.array_equal(np.asarray(built.dataobj), np.asarray(native_image(dict(job))[0].dataobj))
+    row = {k: v for k, v in dict(job, shift=json.dumps(study)).items() if k != "shift_seed"}
+    assert job_shift(row, None) == study
+    assert np.array_equal(np.asarray(native_image(row)[0].dataobj), np.asarray(built.dataobj))
+
+
+def test_a_card_trained_with_other_shift_ranges_is_refused():
+    from bidsqc.training.calibrate import training_shift_p
+
+    assert training_shift_p({}) == 0.0
+    card = {"shift_variation": json.loads(json.dumps({"p": 0.5, "ranges": SHIFT_RANGES}))}
+    assert training_shift_p(card) == 0.5
+    card["shift_variation"]["ranges"]["atrophy"] = {"width_mm": [0.5, 3.0]}
+    with pytest.raises(ModelCardError, match="shift-variation"):
+        training_shift_p(card)
 
 
 def test_the_naming_mild_volumes_leave_the_planned_volumes_as_they_were(shared_data):
