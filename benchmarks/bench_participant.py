@@ -1,9 +1,11 @@
-"""Seconds per T1w scan and peak memory of ``bidsqc ... participant --nprocs 2`` on 5 real scans.
+"""Seconds per T1w scan and peak memory of ``bidsqc ... participant --nprocs 2`` on 5 real scans,
+and what the HTML reports add (per scan: the saliency map and the figures, from each scan's
+``report_timings``; the group page's time and size).
 
 Builds a BIDS dataset of 5 scans from ../shared/data (3 skull-stripped, 2 raw heads),
 runs the real CLI in a subprocess with the shipped ensemble, samples the resident
 memory of the whole process tree (every 0.1 s, from /proc) and prints the figures.
-Targets: <= 20 s per scan end to end on 2 cores, <= 3 GiB peak.
+Targets: <= 20 s per scan end to end on 2 cores, <= 3 GiB peak, reports <= 2 s per scan.
 
     python benchmarks/bench_participant.py [--data ../shared/data] [--nprocs 2]
 """
@@ -109,6 +111,22 @@ def main():
     for row in rows:
         print(f"    {row['participant_id']}  qc={row['qc']:<9} p_bad={row['p_bad']}  runtime_s={row['runtime_s']}"
               f"  reg_quality={row['reg_quality']}")
+    reports = [json.loads(p.read_text()).get("report_timings") or {} for p in (tmp / "out").rglob("*_desc-qc_T1w.json")]
+    added = [sum(t.values()) for t in reports if t]
+    if added:
+        print(f"  reports per scan          {sum(added) / len(added):.2f} s mean, {max(added):.2f} s max "
+              f"(saliency {max(t.get('saliency', 0) for t in reports):.2f} s max, figures "
+              f"{max(t.get('figures', 0) for t in reports):.2f} s max)   target <= 2 s   "
+              f"{'met' if max(added) <= 2 else 'MISSED'}")
+        pages = list((tmp / "out").rglob("sub-*_desc-qc_T1w.html"))
+        size = sum(p.stat().st_size for p in pages) / len(pages) / 1e6
+        print(f"  per-scan pages            {len(pages)}, {size:.2f} MB each")
+        started = time.perf_counter()
+        group = subprocess.run([sys.executable, "-m", "bidsqc.cli.run", str(bids), str(tmp / "out"), "group"],
+                               env=env, capture_output=True, text=True)
+        page = tmp / "out" / "group_desc-qc_T1w.html"
+        print(f"  group level with its page {time.perf_counter() - started:.1f} s (exit {group.returncode}), page "
+              f"{page.stat().st_size / 1e3 if page.exists() else 0:.0f} kB")
     shutil.rmtree(tmp, ignore_errors=True)
     return 0 if proc.returncode == 0 else 1
 

@@ -16,6 +16,17 @@ from pathlib import Path
 from . import __version__
 from .scores import SCORE_COLUMNS
 
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: mode of every output file: what a plain open() would give under the user's umask (a temporary
+#: file is created 0600, which would keep a shared study folder's outputs from the rest of the lab)
+FILE_MODE = 0o666 & ~_umask()
+
 FIRST_COLUMNS = ["participant_id", "session_id", "run_id", "acq_id", "source_file", "p_bad",
                  "p_bad_std", "qc"]
 LAST_COLUMNS = ["reg_quality", "voxel_size_mm", "dims", "runtime_s", "error"]
@@ -33,6 +44,23 @@ def atomic_write_text(path, text):
     try:
         with os.fdopen(fd, "w", newline="") as handle:
             handle.write(text)
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path, data):
+    """Write bytes to ``path`` via a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -48,6 +76,7 @@ def atomic_copy(src, dst):
     os.close(fd)
     try:
         shutil.copyfile(src, tmp)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, dst)
     except BaseException:
         if os.path.exists(tmp):
@@ -89,6 +118,8 @@ def derivative_paths(output_dir, source_file, template_id, res_label):
         "json": folder / f"{prefix}_desc-qc_T1w.json",
         "preproc": folder / f"{prefix}_space-{template_id}_res-{res_label}_desc-preproc_T1w.nii.gz",
         "xfm": folder / f"{prefix}_from-T1w_to-{template_id}_mode-image_xfm.txt",
+        "report": folder / f"{prefix}_desc-qc_T1w.html",
+        "thumbnail": folder / f"{prefix}_desc-thumbnail_T1w.png",
     }
 
 

@@ -22,6 +22,9 @@ ARTIFACT_COLUMNS = ["p_motion", "p_ghosting", "p_spike", "p_noise", "p_bias", "p
                     "p_wraparound", "p_gibbs", "p_missing_coverage", "p_bad_slices"]
 
 
+HOSTILE = "<script>window.pwned=1;alert(1)</script>"
+
+
 def _add(bids, rel, src):
     dst = bids / rel
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -51,6 +54,9 @@ def bids_dataset(tmp_path_factory, shared_data):
     (bids / "sub-03" / "anat" / "sub-03_acq-mprage_T1w.json").write_text(json.dumps(
         {"Manufacturer": "Siemens", "ManufacturersModelName": "TrioTim", "MagneticFieldStrength": 3,
          "InversionTime": 0.9, "RepetitionTime": 1.9}))
+    # a sidecar whose strings are HTML: the reports must show them as text and run none of it
+    (bids / "sub-02" / "ses-1" / "anat" / "sub-02_ses-1_run-2_T1w.json").write_text(json.dumps(
+        {"Manufacturer": HOSTILE, "ManufacturersModelName": "<img src=x onerror=\"window.pwned=1\">&amp;"}))
     broken = bids / "sub-04" / "anat" / "sub-04_T1w.nii.gz"
     broken.parent.mkdir(parents=True)
     broken.write_bytes(b"\x1f\x8b\x08 truncated during transfer")
@@ -265,3 +271,136 @@ def test_nilearn_fallback_registers_a_head(monkeypatch, raw_head_t1w):
     volume, info = preprocess(load_image(raw_head_t1w), template, DEFAULT_SHAPE, grid,
                               make_input_mask(template, DEFAULT_SHAPE, grid))
     assert info["reg_quality"] > 0.3
+
+
+# ------------------------------------------------------------------ the reports, in a real browser
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Headless Chromium driven by Selenium (Debian's chromium and chromium-driver; .ci/run
+    installs them), downloading into a folder of its own."""
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        message = ("the browser tests need Debian's chromium and chromium-driver "
+                   "(apt-get install chromium chromium-driver)")
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    webdriver = pytest.importorskip("selenium.webdriver")
+    downloads = tmp_path_factory.mktemp("downloads")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1300,1500"):
+        options.add_argument(arg)
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                              "download.prompt_for_download": False})
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    from selenium.webdriver.chrome.service import Service
+
+    chrome = webdriver.Chrome(service=Service(driver), options=options)
+    chrome.implicitly_wait(0)
+    yield chrome, downloads
+    chrome.quit()
+
+
+def _artefact(name):
+    """Where a test saves a screenshot: $BIDSQC_TEST_ARTIFACTS (.ci/run keeps them), else a temporary folder."""
+    folder = Path(os.environ.get("BIDSQC_TEST_ARTIFACTS")
+                  or Path(os.environ.get("TMPDIR", "/tmp")) / "bidsqc-test-artifacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder / name)
+
+
+def _errors(chrome):
+    return [e["message"] for e in chrome.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def _keys(chrome, keys):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    chrome.find_element("tag name", "h1").click()  # focus leaves the filter box: keys reach the page
+    ActionChains(chrome).send_keys(keys).perform()
+
+
+def test_the_group_page_sorts_rates_with_the_keyboard_and_exports_ratings_training_reads(participant_run, browser):
+    import time
+
+    from bidsqc.training.dataset import read_labels
+
+    bids, files, out, _ = participant_run
+    chrome, downloads = browser
+    assert main([str(bids), str(out), "group"]) == 0
+    page = out / "group_desc-qc_T1w.html"
+    chrome.get(page.as_uri())
+    rows = chrome.find_elements("css selector", "#rows tr")
+    assert len(rows) == len(files)
+    # failed and uncertain scans first; the error row has no report
+    qc = [r.find_element("css selector", "td.qc").text for r in rows]
+    order = {"fail": 0, "uncertain": 1, "error": 2, "pass": 3}
+    assert [order[q] for q in qc] == sorted(order[q] for q in qc)
+    chrome.find_element("css selector", "th[data-key='p_bad']").click()
+    values = [r.find_element("css selector", "td.p-bad").text for r in chrome.find_elements("css selector", "#rows tr")]
+    numbers = [float(v) for v in values if v != "n/a"]
+    assert numbers == sorted(numbers) and len(numbers) == len(files) - 1
+    chrome.save_screenshot(_artefact("group_page.png"))
+    # rate two scans with the keyboard: sub-01 good; sub-02 run-1 bad, as a spike (key 3: the third artifact)
+    search = chrome.find_element("id", "filter-text")
+    search.send_keys("sub-01/")
+    _keys(chrome, "g")
+    search.clear()
+    search.send_keys("run-1")
+    _keys(chrome, "b3")
+    chrome.find_element("id", "export").click()
+    exported = downloads / "ratings.tsv"
+    for _ in range(50):
+        if exported.exists():
+            break
+        time.sleep(0.1)
+    lines = exported.read_text().splitlines()
+    assert lines == ["source_file\trating\tartifact", "sub-01/anat/sub-01_T1w.nii.gz\tgood\tn/a",
+                     "sub-02/ses-1/anat/sub-02_ses-1_run-1_T1w.nii.gz\tbad\tspike"]
+    assert not _errors(chrome)
+    # the export is what bidsqc-train --labels reads, paths from the BIDS folder (--labels-root)
+    scans = read_labels(exported, root=bids)
+    assert [(Path(s["source_file"]), s["label"], s["artifact"]) for s in scans] == [
+        (bids / files[0], "good", None), (bids / files[1], "bad", "spike")]
+    with pytest.raises(ValueError, match="--labels-root"):
+        read_labels(exported)
+    # and trains on it: a tiny run (one simulated artifact kept, two folds of one epoch, no detectors)
+    from bidsqc.artifacts import ARTIFACTS
+    from bidsqc.cli.train import main as train
+
+    model = downloads / "tuned"
+    assert train(["--labels", str(exported), "--labels-root", str(bids), "--out", str(model), "--cache",
+                  str(downloads / "cache"), "--folds", "2", "--epochs", "1", "--batch-size", "2", "--levels", "2",
+                  "--base-filters", "4", "--spacing", "5", "--grid", "32", "38", "32", "--clean-variants", "0",
+                  "--mc-samples", "1", "--no-detectors",
+                  "--exclude-artifacts", ",".join(a for a in ARTIFACTS if a != "noise"), "--nprocs", "1"]) == 0
+    card = json.loads((model / "model_card.json").read_text())
+    assert card["training"]["n_volumes"] == 3 and card["training"]["n_subjects"] == 2
+
+
+def test_the_per_scan_page_shows_every_picture_and_escapes_the_sidecar(participant_run, browser):
+    bids, files, out, _ = participant_run
+    chrome, _ = browser
+    report = out / "sub-01" / "anat" / "sub-01_desc-qc_T1w.html"
+    chrome.get(report.as_uri())
+    images = chrome.find_elements("css selector", "img")
+    assert {i.get_attribute("id") for i in images} >= {"fig-mosaic", "fig-scores", "fig-saliency", "fig-registration"}
+    loaded = "return arguments[0].complete && arguments[0].naturalWidth > 0"
+    assert all(chrome.execute_script(loaded, i) for i in images)
+    chrome.save_screenshot(_artefact("scan_page.png"))
+    # rating on the page is the group page's rating of the same scan
+    chrome.execute_script("window.localStorage.clear()")
+    _keys(chrome, "b")
+    assert "rated bad" in chrome.find_element("id", "rate-state").text
+    hostile = out / "sub-02" / "ses-1" / "anat" / "sub-02_ses-1_run-2_desc-qc_T1w.html"
+    chrome.get(hostile.as_uri())
+    facts = chrome.find_element("id", "facts").text
+    assert HOSTILE in facts and '<img src=x onerror="window.pwned=1">&amp;' in facts
+    assert chrome.execute_script("return window.pwned === undefined")
+    assert not _errors(chrome)
+    chrome.get((out / "group_desc-qc_T1w.html").as_uri())
+    assert HOSTILE in chrome.find_element("id", "rows").text
+    assert chrome.execute_script("return window.pwned === undefined")
+    assert "sub-01/anat/sub-01_T1w.nii.gz\tbad" in chrome.execute_script("return BidsqcRatings.tsv()")

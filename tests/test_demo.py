@@ -12,6 +12,10 @@ def test_demo_flags_every_corrupted_scan(tmp_path, capsys, templateflow_home):
     assert main(["--demo", str(tmp_path / "demo")]) == 0
     printed = capsys.readouterr().out
     assert "group_desc-qc_T1w.tsv" in printed
+    # both reports are written, and the summary says where
+    deriv = tmp_path / "demo" / "derivatives"
+    assert f"{deriv}/group_desc-qc_T1w.html" in printed and (deriv / "group_desc-qc_T1w.html").is_file()
+    assert all((deriv / f"sub-0{i}" / "anat" / f"sub-0{i}_desc-qc_T1w.html").is_file() for i in range(1, 7))
     rows = {r["participant_id"]: r for r in read_tsv(tmp_path / "demo" / "derivatives" / "group_desc-qc_T1w.tsv")}
     assert rows["sub-06"]["qc"] == "error"
     clean = [float(rows[s]["p_bad"]) for s in ("sub-01", "sub-02")]

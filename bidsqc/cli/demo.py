@@ -97,5 +97,7 @@ def run_demo(out_dir, args):
         print(f"  {row['participant_id']}: {row['error'] if row['qc'] == 'error' else row.get('reason', 'n/a')}")
     print(f"\nresults: {deriv}/group_desc-qc_T1w.tsv (all rows), {deriv}/group_desc-qc_exclude.txt "
           f"(failed scans), per-scan JSON and preprocessed images under {deriv}/sub-*/anat/")
+    print(f"reports: {deriv}/group_desc-qc_T1w.html (every scan: sort, filter, rate, export ratings), and a "
+          f"page per scan, {deriv}/sub-<label>/anat/sub-<label>_desc-qc_T1w.html (open them in a browser)")
     sys.stdout.flush()
     return code

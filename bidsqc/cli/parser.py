@@ -67,6 +67,10 @@ def get_parser():
                             "ensemble, whose copy ships with bidsqc); another template gives ratings that "
                             "were never measured. When TemplateFlow cannot deliver it, bidsqc falls back to "
                             "the shipped MNI152NLin6Asym, then nilearn's MNI152, with a warning")
+    parser.add_argument("--no-reports", action="store_true", dest="no_reports",
+                        help="write no HTML reports: the participant level's page and thumbnail per scan "
+                             "(<source entities>_desc-qc_T1w.html, _desc-thumbnail_T1w.png) and the group "
+                             "level's group_desc-qc_T1w.html")
     parser.add_argument("--force", action="store_true",
                         help="re-rate scans whose outputs already match the input, model card, bidsqc version "
                              "and rating settings")
@@ -81,6 +85,9 @@ def get_train_parser():
     src = parser.add_argument_group("training scans (at least one)")
     src.add_argument("--labels", type=Path, help="TSV with source_file, rating (good/bad), optional artifact, "
                                                  "subject; good scans also get simulated artifact versions")
+    src.add_argument("--labels-root", type=Path, default=None, dest="labels_root",
+                     help="folder the --labels TSV's relative source_file paths start from (default: the TSV's "
+                          "folder); the BIDS folder for ratings exported from bidsqc's reports")
     src.add_argument("--scans", type=Path, help="folder of presumed-good NIfTI scans (artifacts simulated)")
     parser.add_argument("--out", type=Path, required=True, help="ensemble folder to write")
     parser.add_argument("--cache", type=Path, default=None,

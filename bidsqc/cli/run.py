@@ -184,14 +184,18 @@ def run_participant(args):
     for scan in scans:
         scan["input_sha256"] = file_checksum(scan["path"])
         # The template ID of an earlier run may differ (fallback): look for any QC JSON of the scan.
-        qc_json = derivative_paths(output_dir, scan["source_file"], args.template, res_label)["json"]
+        paths = derivative_paths(output_dir, scan["source_file"], args.template, res_label)
+        qc_json = paths["json"]
         if qc_json.exists() and not args.force:
             try:
                 old = json.loads(qc_json.read_text())
             except (OSError, json.JSONDecodeError):
                 old = {}
+            report_missing = not args.no_reports and not paths["report"].exists()
             if old.get("input_sha256") == scan["input_sha256"] and old.get("qc") != "error":
-                if (old.get("provenance") or {}).get("rating_checksum") == rating:
+                if report_missing:
+                    LOGGER.info("%s: rated again to write its report", scan["source_file"])
+                elif (old.get("provenance") or {}).get("rating_checksum") == rating:
                     LOGGER.info("%s: already rated with model %s and these settings (use --force to redo)",
                                 scan["source_file"], card["model_id"])
                     continue
@@ -235,7 +239,7 @@ def _run_workflow(args, todo, output_dir, model_dir, provenance, plugin, plugin_
                                  "monitoring": {"enabled": False}})
     wf = init_bidsqc_wf(todo, output_dir, model_dir, template=args.template, mc_samples=args.mc_samples or 0,
                         threshold=-1.0 if args.threshold is None else args.threshold,
-                        provenance=provenance, work_dir=work_dir)
+                        provenance=provenance, work_dir=work_dir, reports=not args.no_reports)
     try:
         wf.run(plugin=plugin, plugin_args=plugin_args)
     except Exception as exc:  # nipype raises after running every branch it could
@@ -272,6 +276,10 @@ def run_group(args):
     from ..model.relative import MIN_ACQUISITION_SCANS
 
     rows, excluded = write_group_outputs(output_dir)
+    if not args.no_reports:
+        from ..reports.group import write_group_report
+
+        LOGGER.warning("group: report in %s", write_group_report(output_dir, rows))
     sizes = {row["acquisition"]: row["n_acquisition"] for row in rows if row.get("qc") != "error"}
     relative = sum(n for n in sizes.values() if n >= MIN_ACQUISITION_SCANS)
     LOGGER.warning("group: %d scan(s) in %s, %d failed (listed in %s); %d scan(s) judged against their own "

@@ -33,7 +33,7 @@ def main(argv=None):
         print("bidsqc-train: error: give --labels TSV and/or --scans DIR", file=sys.stderr)
         return 2
     try:
-        scans = (read_labels(args.labels) if args.labels else []) + \
+        scans = (read_labels(args.labels, root=args.labels_root) if args.labels else []) + \
                 (scans_from_folder(args.scans) if args.scans else [])
     except (OSError, ValueError) as exc:
         print(f"bidsqc-train: error: {exc}", file=sys.stderr)

@@ -25,6 +25,7 @@ class ConformInfo:
     oblique: bool
     n_volumes: int = 1
     warnings: list = field(default_factory=list)
+    orientation: str = ""
 
     def as_dict(self):
         return {
@@ -33,6 +34,7 @@ class ConformInfo:
             "oblique": bool(self.oblique),
             "n_volumes": int(self.n_volumes),
             "warnings": list(self.warnings),
+            "orientation": self.orientation,
         }
 
 
@@ -104,5 +106,5 @@ def conform(img, name="image", volume=0):
     native = nib.Nifti1Image(data, affine, hdr)
     ras = nib.as_closest_canonical(native)
     ras = nib.Nifti1Image(np.asarray(ras.dataobj, dtype=np.float32), ras.affine, hdr)
-    return ras, ConformInfo(voxel_size_mm=zooms, dims=dims, oblique=oblique,
-                            n_volumes=n_volumes, warnings=warnings)
+    return ras, ConformInfo(voxel_size_mm=zooms, dims=dims, oblique=oblique, n_volumes=n_volumes,
+                            warnings=warnings, orientation="".join(nib.aff2axcodes(affine)))

@@ -117,6 +117,8 @@ def batches(indices, volumes, y_bad, y_art, weights, mask, backgrounds, subjects
             mixup_alpha, rng, fields, layered_scalp=False, spatial=False):
     """Yield one epoch of augmented, mixed-up batches (x, {p_bad, artifacts}, weights)."""
     order = rng.permutation(indices)
+    if 0 < len(order) < batch_size:  # fewer volumes than a batch (a few ratings): repeated to fill one
+        order = np.resize(order, batch_size)
     for start in range(0, len(order) - batch_size + 1, batch_size):
         idx = order[start:start + batch_size]
         x = []

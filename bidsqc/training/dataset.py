@@ -345,7 +345,9 @@ def build_dataset(scans, cache_dir, template_id, grid_shape, grid_affine, input_
     if naming:
         jobs += naming_jobs(scans, seed=seed, artifacts=artifacts)
     jobs = add_moves(jobs, move_p, seed)
-    jobs = assign_keys([job for job in jobs if job["artifact"] not in skip_artifacts], signature)
+    # a user-rated scan stays whatever artifact it was rated with: only simulated volumes are skipped
+    jobs = assign_keys([job for job in jobs if job["variant"] == "rated" or job["artifact"] not in skip_artifacts],
+                       signature)
     return build_volumes(jobs, cache_dir, template_id, grid_shape, grid_affine, input_mask, nprocs=nprocs)
 
 
@@ -406,11 +408,13 @@ def load_volumes(cache_dir, rows):
     return np.stack([np.load(Path(cache_dir) / row["volume"]) for row in rows])
 
 
-def read_labels(labels_tsv):
+def read_labels(labels_tsv, root=None):
     """Scans from a ratings TSV: columns source_file, rating (good/bad), optional artifact and
-    subject. Relative source_file paths are relative to the TSV's folder."""
+    subject (an artifact of "" or "n/a" is none). Relative source_file paths are relative to
+    ``root`` (``bidsqc-train --labels-root``: the BIDS folder, for a TSV exported from the
+    reports), else to the TSV's folder; a file that is not there is an error naming its line."""
     scans = []
-    base = Path(labels_tsv).resolve().parent
+    base = Path(root).resolve() if root else Path(labels_tsv).resolve().parent
     with open(labels_tsv, newline="") as handle:
         for line, row in enumerate(csv.DictReader(handle, delimiter="\t"), start=2):
             if "source_file" not in row or "rating" not in row:
@@ -420,9 +424,13 @@ def read_labels(labels_tsv):
                 raise ValueError(f"{labels_tsv}:{line}: rating {row['rating']!r} is not good or bad")
             path = Path(row["source_file"])
             path = path if path.is_absolute() else base / path
+            if not path.is_file():
+                raise ValueError(f"{labels_tsv}:{line}: {path} is not a file" + (
+                    "" if root else "; for a TSV exported from the reports, give the BIDS folder with --labels-root"))
             subject = (row.get("subject") or "").strip() or path.name.split("_")[0]
+            artifact = (row.get("artifact") or "").strip()
             scans.append({"source_file": str(path), "subject": subject, "label": rating,
-                          "artifact": (row.get("artifact") or "").strip() or None})
+                          "artifact": None if artifact in ("", "n/a") else artifact})
     if not scans:
         raise ValueError(f"{labels_tsv}: no rated scans")
     return scans

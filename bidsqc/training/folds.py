@@ -282,7 +282,7 @@ def train_fold(fold, folds, train_idx, val_idx, data, grid, fields, val_x_all, o
                   loss={"p_bad": get_loss(settings["loss"]), "artifacts": keras.losses.BinaryCrossentropy()},
                   loss_weights={"p_bad": 1.0, "artifacts": 0.5})
     rng = np.random.default_rng(settings["seed"] * 1000 + fold * 100 + state["epoch"])
-    steps = len(train_idx) // batch_size
+    steps = max(1, len(train_idx) // batch_size)  # a fold of fewer volumes than a batch still trains
 
     def generator(rng=rng, train_idx=train_idx):
         while True:

@@ -15,9 +15,11 @@ from ..interfaces.register import RegisterToTemplate
 from ..model.card import read_card
 
 
-def init_t1w_qc_wf(model_dir, template=None, mc_samples=0, threshold=-1.0, name="t1w_qc_wf"):
+def init_t1w_qc_wf(model_dir, template=None, mc_samples=0, threshold=-1.0, saliency=False, name="t1w_qc_wf"):
     """Build conform -> register -> resample/normalise -> predict for one T1w, registered to
-    ``template`` (default: the model card's, the template the ensemble was trained on).
+    ``template`` (default: the model card's, the template the ensemble was trained on);
+    ``saliency``: the predict stage also writes the ensemble's Grad-CAM map (``saliency_file``
+    in ``info``), which the per-scan report shows.
 
     Inputs (``inputnode``)
         in_file: T1w NIfTI path. info: dict carried along (may be empty).
@@ -38,7 +40,7 @@ def init_t1w_qc_wf(model_dir, template=None, mc_samples=0, threshold=-1.0, name=
     register = pe.Node(RegisterToTemplate(template=template), name="register")
     normalize = pe.Node(ResampleNormalize(model_dir=str(model_dir), template=template), name="normalize")
     predict = pe.Node(PredictQC(model_dir=str(model_dir), mc_samples=int(mc_samples),
-                                threshold=float(threshold)), name="predict")
+                                threshold=float(threshold), saliency=bool(saliency)), name="predict")
     wf.connect([
         (inputnode, conform, [("in_file", "in_file"), ("info", "info")]),
         (conform, register, [("out_file", "in_file"), ("info", "info")]),
