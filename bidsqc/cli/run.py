@@ -64,6 +64,54 @@ def check_dirs(args):
     return bids_dir, output_dir
 
 
+def check_writable(output_dir):
+    """Create ``output_dir`` and check that a file can be written there; UsageError otherwise."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=output_dir, prefix=".bidsqc-write-check-"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"output_dir {output_dir} is not writable ({exc.strerror or exc}); choose another "
+                         "folder or fix its permissions") from exc
+
+
+#: folders of a BIDS dataset that hold no raw scans to rate
+NOT_RAW = {"derivatives", "sourcedata", "code", "stimuli"}
+
+
+def skipped_t1w(bids_dir, found, subjects=None):
+    """Files under ``bids_dir`` that look like T1w images (``*T1w*.nii[.gz]``, outside
+    derivatives, sourcedata, code and hidden folders) but are not among ``found`` (paths
+    relative to ``bids_dir``): [(path, reason)]. ``subjects``: only those of these
+    participants (the --participant-label selection)."""
+    import re
+
+    found = set(found)
+    out = []
+    for path in sorted(bids_dir.rglob("*T1w*.nii*")):
+        rel = path.relative_to(bids_dir)
+        if rel.parts[0] in NOT_RAW or any(p.startswith(".") for p in rel.parts) or str(rel) in found:
+            continue
+        if not re.search(r"\.nii(\.gz)?$", path.name):
+            continue
+        subject = rel.parts[0][4:] if rel.parts[0].startswith("sub-") else None
+        if subjects and subject not in subjects:
+            continue
+        labels = [part.split("-", 1) for part in re.sub(r"\.nii(\.gz)?$", "", path.name).split("_")[:-1]]
+        bad = [f"{k}-{v}" for k, v in (p for p in labels if len(p) == 2) if not re.fullmatch(r"[A-Za-z0-9]+", v)]
+        if bad:
+            reason = (f"entity label {', '.join(repr(b) for b in bad)} is not alphanumeric, so the BIDS index "
+                      "(pybids) leaves the file out; rename it")
+        elif len(rel.parts) < 3 or rel.parts[-2] != "anat":
+            reason = "not in a sub-<label>[/ses-<label>]/anat folder"
+        elif not path.name.endswith(("_T1w.nii", "_T1w.nii.gz")):
+            reason = "its name does not end in _T1w.nii[.gz]"
+        else:
+            reason = "not matched by the BIDS index or the --bids-filter-file selection"
+        out.append((str(rel), reason))
+    return out
+
+
 def find_t1w(args, bids_dir):
     """T1w scans as dicts (path, source_file, subject); raise UsageError when none match."""
     from bids import BIDSLayout
@@ -91,6 +139,9 @@ def find_t1w(args, bids_dir):
     if args.session_label:
         query["session"] = args.session_label
     files = layout.get(return_type="file", **query)
+    args.skipped = skipped_t1w(bids_dir, [os.path.relpath(f, bids_dir) for f in files], args.participant_label)
+    for rel, reason in args.skipped:
+        LOGGER.warning("skipped %s: %s", rel, reason)
     if not files:
         raise UsageError(f"no T1w scans found in {args.bids_dir} for the selection "
                          f"{json.dumps({k: v for k, v in query.items() if k != 'extension'})}")
@@ -139,6 +190,12 @@ def plugin_settings(args):
         # process that already initialised TensorFlow (an embedding pipeline, a test
         # session) deadlocks the workers.
         plugin_args.setdefault("mp_context", "forkserver")
+    if plugin in ("SLURM", "SLURMGraph", "SGE", "SGEGraph", "PBS", "PBSGraph", "LSF") and "LOGNAME" not in os.environ:
+        # Nipype's scheduler plugins ask the queue for $LOGNAME's jobs, which containers and batch
+        # shells often leave unset
+        import getpass
+
+        os.environ["LOGNAME"] = getpass.getuser()
     omp = args.omp_nthreads or (1 if plugin == "MultiProc" and nprocs > 1 else nprocs)
     for var in ("OMP_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "TF_NUM_INTRAOP_THREADS"):
         os.environ[var] = str(omp)
@@ -182,7 +239,11 @@ def run_participant(args):
 
     todo = []
     for scan in scans:
-        scan["input_sha256"] = file_checksum(scan["path"])
+        try:
+            scan["input_sha256"] = file_checksum(scan["path"])
+        except OSError as exc:  # a symlink loop, a dangling link, no permission: its error row says so
+            scan["input_sha256"] = None
+            LOGGER.warning("%s: cannot read the file (%s)", scan["source_file"], exc.strerror or exc)
         # The template ID of an earlier run may differ (fallback): look for any QC JSON of the scan.
         paths = derivative_paths(output_dir, scan["source_file"], args.template, res_label)
         qc_json = paths["json"]
@@ -202,7 +263,7 @@ def run_participant(args):
                 LOGGER.info("%s: rated again: its rating was made with another model card, bidsqc version "
                             "or settings", scan["source_file"])
         todo.append(scan)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(output_dir)
     write_dataset_description(output_dir, card["model_id"], bids_dir)
     LOGGER.warning("bidsqc %s: %d T1w scan(s) found, %d to rate with model %s (%s, %d process(es))",
                    __version__, len(scans), len(todo), card["model_id"], plugin, plugin_args.get("n_procs", 1))
@@ -215,10 +276,12 @@ def run_participant(args):
         _, subject_rows = write_subject_table(output_dir, subject)
         rows += [r for r in subject_rows if any(r["source_file"] == s["source_file"] for s in scans)]
     n_error = sum(r["qc"] == "error" for r in rows)
-    LOGGER.warning("rated %d scan(s) in %.1f s: %d pass, %d fail, %d uncertain, %d error; tables in %s",
+    skipped = getattr(args, "skipped", [])
+    LOGGER.warning("rated %d scan(s) in %.1f s: %d pass, %d fail, %d uncertain, %d error; tables in %s%s",
                    len(rows), time.time() - started, sum(r["qc"] == "pass" for r in rows),
                    sum(r["qc"] == "fail" for r in rows), sum(r["qc"] == "uncertain" for r in rows),
-                   n_error, output_dir)
+                   n_error, output_dir,
+                   f"; {len(skipped)} file(s) that look like T1w scans skipped (listed above)" if skipped else "")
     for row in rows:
         if row["qc"] == "error":
             print(f"bidsqc: {row['source_file']}: {row['error']}", file=sys.stderr)
@@ -267,15 +330,21 @@ def _run_workflow(args, todo, output_dir, model_dir, provenance, plugin, plugin_
 
 
 def run_group(args):
-    from ..outputs import write_group_outputs
+    from ..outputs import atomic_write_text, write_group_outputs
 
-    _, output_dir = check_dirs(args)
+    bids_dir, output_dir = check_dirs(args)
     if not output_dir.is_dir() or not list(output_dir.glob("sub-*/sub-*_desc-qc_T1w.tsv")):
         raise UsageError(f"output_dir {args.output_dir} has no participant tables; run the participant "
                          "level first")
+    check_writable(output_dir)
     from ..model.relative import MIN_ACQUISITION_SCANS
 
     rows, excluded = write_group_outputs(output_dir)
+    skipped = skipped_t1w(bids_dir, [r["source_file"] for r in rows]) if bids_dir.is_dir() else []
+    atomic_write_text(output_dir / "group_desc-qc_skipped.tsv", "path\treason\n" + "".join(
+        f"{path}\t{reason}\n" for path, reason in skipped))
+    for path, reason in skipped:
+        LOGGER.warning("group: not rated: %s (%s)", path, reason)
     if not args.no_reports:
         from ..reports.group import write_group_report
 
@@ -284,9 +353,10 @@ def run_group(args):
     relative = sum(n for n in sizes.values() if n >= MIN_ACQUISITION_SCANS)
     LOGGER.warning("group: %d scan(s) in %s, %d failed (listed in %s); %d scan(s) judged against their own "
                    "acquisition (%d of %d acquisition(s) with at least %d rated scans), the rest by their "
-                   "participant verdict", len(rows), output_dir / "group_desc-qc_T1w.tsv", len(excluded),
-                   output_dir / "group_desc-qc_exclude.txt", relative,
-                   sum(n >= MIN_ACQUISITION_SCANS for n in sizes.values()), len(sizes), MIN_ACQUISITION_SCANS)
+                   "participant verdict; %d file(s) that look like T1w scans not rated (%s)", len(rows),
+                   output_dir / "group_desc-qc_T1w.tsv", len(excluded), output_dir / "group_desc-qc_exclude.txt",
+                   relative, sum(n >= MIN_ACQUISITION_SCANS for n in sizes.values()), len(sizes),
+                   MIN_ACQUISITION_SCANS, len(skipped), output_dir / "group_desc-qc_skipped.tsv")
     return 0 if rows else 1
 
 

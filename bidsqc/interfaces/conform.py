@@ -4,7 +4,7 @@ import os
 
 import nibabel as nib
 import numpy as np
-from nipype.interfaces.base import File, traits
+from nipype.interfaces.base import traits
 
 from ..preprocessing.conform import conform, load_image
 from ..scores import FEATURES, REGISTERED, scores
@@ -12,7 +12,9 @@ from .base import QCInputSpec, QCInterface, QCOutputSpec
 
 
 class _ConformInputSpec(QCInputSpec):
-    in_file = File(exists=True, mandatory=True, desc="T1w NIfTI")
+    # a plain string, not File(exists=True): a missing or unreadable file is the scan's error row
+    # (load_image says why), never a workflow that cannot be built for every other scan
+    in_file = traits.Str(mandatory=True, desc="T1w NIfTI")
     volume = traits.Int(0, usedefault=True, desc="volume of a 4D image to use")
 
 

@@ -150,7 +150,7 @@ class Ensemble:
         return ensemble_checksum(self.model_dir, self.card)
 
     def predict(self, volumes, mc_samples=None, batch_size=16, seed=MC_SEED, folds=None):
-        """Predict z-scored volumes (n, *grid) with every fold (or the fold indices
+        """Predict z-scored volumes (n, x, y, z) with every fold (or the fold indices
         ``folds``) and ``mc_samples`` MC-dropout passes each; returns a QCResult. Passes are
         batched: each copy gets its own mask. The dropout masks are drawn from ``seed`` afresh
         for every volume and fold, so a scan gets the same rating whatever else is in the run

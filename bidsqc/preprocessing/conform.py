@@ -10,6 +10,18 @@ LOGGER = logging.getLogger("bidsqc")
 
 
 THICK_SLICE_MM = 3.5  # coarser voxels than this along any axis: warned as a likely 2D acquisition
+#: the largest image read (voxels of the 3D volume rated): a header that claims more is an error row,
+#: before any memory is asked for; BIDSQC_MAX_VOXELS overrides it (a 0.5 mm whole-head scan has 1e8)
+MAX_VOXELS = 512 ** 3
+
+
+def max_voxels():
+    import os
+
+    try:
+        return int(os.environ.get("BIDSQC_MAX_VOXELS", MAX_VOXELS))
+    except ValueError:
+        return MAX_VOXELS
 
 
 class ConformError(ValueError):
@@ -40,6 +52,14 @@ class ConformInfo:
 
 def load_image(t1w_file):
     """Load a NIfTI file; any read failure becomes a one-line ConformError naming the file."""
+    import os
+
+    try:
+        os.stat(t1w_file)  # a symbolic link that loops or leads nowhere, a file gone: say which
+    except OSError as exc:
+        what = ("a symbolic link to a missing file" if os.path.islink(t1w_file) and exc.errno == 2
+                else exc.strerror or type(exc).__name__)
+        raise ConformError(f"{t1w_file}: cannot read image ({what})") from exc
     try:
         img = nib.load(str(t1w_file))
         # Touch the header shape so that truncated headers fail here, not later.
@@ -58,14 +78,24 @@ def conform(img, name="image", volume=0):
     shape = img.shape
     warnings = []
     n_volumes = 1
+    dtype = img.get_data_dtype()
+    if dtype.names:  # a structured type: RGB24 or RGBA32
+        raise ConformError(f"{name}: {'RGBA' if len(dtype.names) == 4 else 'RGB'} colour image; bidsqc rates "
+                           "single-channel (grey-level) T1w images: export the scan as grey levels")
+    if len(shape) >= 3 and int(np.prod(shape[:3], dtype=np.float64)) > max_voxels():
+        n = int(np.prod(shape[:3], dtype=np.float64))
+        raise ConformError(f"{name}: the header claims {'x'.join(str(d) for d in shape[:3])} voxels "
+                           f"({n:.3g} voxels, {n * 4 / 2 ** 30:.3g} GiB as float32), more than the limit of "
+                           f"{max_voxels():.3g}; a damaged header, or a scan larger than bidsqc reads (raise the "
+                           "limit with the environment variable BIDSQC_MAX_VOXELS)")
     if len(shape) < 3:
         raise ConformError(f"{name}: {len(shape)}D image with shape {shape}; a 3D T1w volume is needed")
     if len(shape) > 3:
         extra = int(np.prod(shape[3:]))
         n_volumes = extra
         if extra > 1:
-            msg = (f"{name}: 4D image with {extra} volumes; using volume {volume} "
-                   "(pass --t1w-volume to choose)")
+            msg = (f"{name}: 4D image with {extra} volumes; rating volume {volume} only (to rate the others, "
+                   "split the file into 3D images, e.g. with fslsplit or nibabel, and rate those)")
             LOGGER.warning(msg)
             warnings.append(msg)
         if volume >= extra:
