@@ -2,97 +2,22 @@
 ``error`` row with a message naming the file and the problem (or a ``skipped`` entry saying
 why it was not rated), and the good scans of the same run are rated all the same."""
 
-import gzip
-import json
 import os
 import shutil
 
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import block_mean
+from fault_inputs import CASES, _nifti, write_fault_dataset
 
 from bidsqc.cli.run import main
 from bidsqc.outputs import read_tsv
 from bidsqc.preprocessing.conform import ConformError, conform
 
 
-def _nifti(data, affine=None, dtype=None, zooms=(2.0, 2.0, 2.0)):
-    affine = np.diag(list(zooms) + [1.0]) if affine is None else affine
-    img = nib.Nifti1Image(data, affine)
-    if dtype is not None:
-        img.set_data_dtype(dtype)
-    return img
-
-
-def _head(rng, shape=(48, 56, 48)):
-    """A smooth head-like blob with noise (not a real scan: for the inputs that must fail early)."""
-    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij"))
-    inside = (grid ** 2).sum(axis=0) < 0.7
-    return (inside * 800 + rng.normal(0, 20, shape)).astype(np.float32)
-
-
-def _singular(path, rng):
-    img = _nifti(_head(rng))
-    img.header["sform_code"], img.header["qform_code"] = 1, 0
-    img.header["srow_z"] = [0.0, 0.0, 0.0, 0.0]  # no third axis: a singular voxel-to-world matrix
-    img.header["vox_offset"] = 352
-    path.write_bytes(gzip.compress(img.header.binaryblock + b"\x00" * 4 + np.asarray(
-        img.dataobj, np.float32).tobytes(order="F")))
-
-
-def _absurd_header(path):
-    img = _nifti(np.ones((8, 8, 8), np.int16))
-    hdr = img.header.copy()
-    hdr.set_data_shape((30000, 30000, 30000))
-    raw = hdr.binaryblock + b"\x00" * 4 + np.ones(16, np.int16).tobytes()
-    path.write_bytes(gzip.compress(raw))
-
-
-#: (label, writer, expected message fragment): files under sub-<label>/anat/sub-<label>_T1w.nii.gz
-CASES = {
-    "empty": (lambda p, rng: p.write_bytes(b""), "cannot read image"),
-    "truncated": (lambda p, rng: p.write_bytes(gzip.compress(b"\x5c\x01" + b"\x00" * 200)[:60]), "cannot read"),
-    "text": (lambda p, rng: p.write_bytes(gzip.compress(b"not an image\n")), "cannot read"),
-    "flat": (lambda p, rng: nib.save(_nifti(np.ones((64, 64), np.float32)), p), "2D image"),
-    "nan": (lambda p, rng: nib.save(_nifti(np.where(_head(rng) > 400, np.nan, 1).astype(np.float32)), p),
-            "non-finite"),
-    "inf": (lambda p, rng: nib.save(_nifti(np.where(_head(rng) > 400, np.inf, 1).astype(np.float32)), p),
-            "non-finite"),
-    "zeros": (lambda p, rng: nib.save(_nifti(np.zeros((32, 32, 32), np.float32)), p), "all voxels are zero"),
-    "absurd": (lambda p, rng: _absurd_header(p), "30000x30000x30000"),
-    "singular": (_singular, "invalid affine"),
-    "rgb": (lambda p, rng: nib.save(nib.Nifti1Image(
-        np.zeros((16, 16, 16), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")]), np.eye(4)), p), "RGB colour image"),
-    "slices": (lambda p, rng: nib.save(_nifti(_head(rng, (64, 64, 4))), p), "only 4 voxels along one axis"),
-    "loop": (None, "Too many levels of symbolic links"),
-    "dangling": (None, "a symbolic link to a missing file"),
-}
-
-
 @pytest.fixture(scope="module")
 def fault_run(tmp_path_factory, shared_data, templateflow_home):
-    rng = np.random.default_rng(0)
-    bids = tmp_path_factory.mktemp("faults") / "ds"
-    bids.mkdir()
-    (bids / "dataset_description.json").write_text(json.dumps({"Name": "faults", "BIDSVersion": "1.9.0"}))
-    files = {}
-    for label, (writer, _) in CASES.items():
-        path = bids / f"sub-{label}" / "anat" / f"sub-{label}_T1w.nii.gz"
-        path.parent.mkdir(parents=True)
-        if label == "loop":
-            os.symlink(path, path)
-        elif label == "dangling":
-            os.symlink(bids / "nowhere.nii.gz", path)
-        else:
-            writer(path, rng)
-        files[label] = path
-    good = bids / "sub-good" / "anat" / "sub-good_T1w.nii.gz"
-    good.parent.mkdir(parents=True)
-    block_mean(shared_data / "ds002748" / "sub-01_T1w.nii.gz", good)
-    # a label that is not alphanumeric: pybids leaves it out; it must be listed, not lost
-    odd = bids / "sub-good" / "anat" / "sub-good_acq-a b_T1w.nii.gz"
-    shutil.copyfile(good, odd)
+    bids = write_fault_dataset(tmp_path_factory.mktemp("faults") / "ds", shared_data)
     out = tmp_path_factory.mktemp("faults_out") / "bidsqc"
     code = main([str(bids), str(out), "participant", "--nprocs", "2", "--mc-samples", "1", "--no-reports"])
     group = main([str(bids), str(out), "group", "--no-reports"])
@@ -160,3 +85,136 @@ def test_a_read_only_output_folder_is_one_line_and_exit_2(fault_run, tmp_path, c
         target.mkdir(mode=0o555)
         assert main([str(bids), str(target), "participant", "--participant-label", "good"]) == 2
         assert "is not writable" in capsys.readouterr().err
+
+
+def test_every_option_a_message_names_exists():
+    """No message, warning or help text sends the user to an option that does not exist."""
+    import ast
+    import re
+    from pathlib import Path
+
+    from bidsqc.cli.parser import get_parser, get_simulate_parser, get_train_parser
+
+    known = {o for p in (get_parser(), get_train_parser(), get_simulate_parser()) for a in p._actions
+             for o in a.option_strings}
+    named = {}
+    for path in (Path(__file__).resolve().parent.parent / "bidsqc").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                for option in re.findall(r"(?<![\w-])--[a-z][\w-]*[a-z0-9]", node.value):
+                    named.setdefault(option, set()).add(path.name)
+    assert len(named) > 20  # the scan finds the options the code does name
+    assert {o: sorted(p) for o, p in named.items() if o not in known} == {}
+
+
+def test_a_model_folder_with_foreign_files_or_other_fold_models_is_refused(fault_run, tmp_path, capsys):
+    from bidsqc.model.ensemble import DEFAULT_MODEL_DIR
+
+    bids, *_ = fault_run
+    model = tmp_path / "model"
+    shutil.copytree(DEFAULT_MODEL_DIR, model)
+    args = [str(bids), str(tmp_path / "out"), "participant", "--participant-label", "good", "--model", str(model)]
+    (model / "extra.pkl").write_bytes(b"\x80\x04not loaded")
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unexpected file(s) extra.pkl" in err[0]
+    (model / "extra.pkl").unlink()
+    fold = model / "fold_00.keras"
+    fold.write_bytes(fold.read_bytes() + b"\0")
+    assert main(args) == 2
+    assert "replaced or damaged" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "sub-good").exists()
+
+
+def test_a_sub_millimetre_scan_is_read_as_block_means_in_place_and_in_little_memory(tmp_path):
+    import tracemalloc
+
+    from bidsqc.preprocessing.conform import load_image
+
+    rng = np.random.default_rng(0)
+    shape = (160, 200, 200)
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij"))
+    data = (((grid ** 2).sum(axis=0) < 0.6) * 800 + rng.normal(100, 10, shape)).astype(np.int16)
+    affine = np.diag([0.5, 0.5, 0.5, 1.0])
+    affine[:3, 3] = [-40.0, -50.0, -50.0]
+    path = tmp_path / "fine.nii.gz"
+    nib.save(nib.Nifti1Image(data, affine), path)
+    tracemalloc.start()
+    ras, info = conform(load_image(path), name="fine.nii.gz")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert ras.shape == (80, 100, 100) and np.allclose(ras.header.get_zooms()[:3], 1.0)
+    assert info.voxel_size_mm == (0.5, 0.5, 0.5) and info.dims == shape and "2x2x2 blocks" in info.warnings[0]
+    assert peak < 3 * data.nbytes  # the stored integers once, the 1 mm result, slabs: no float64 copy
+
+    def centre(img, level):
+        values = np.asarray(img.dataobj, np.float64)
+        return img.affine[:3, :3] @ np.array(np.nonzero(values > level)).mean(axis=1) + img.affine[:3, 3]
+
+    assert np.allclose(centre(ras, 400), centre(nib.Nifti1Image(data, affine), 400), atol=0.05)
+    assert float(np.asarray(ras.dataobj).mean()) == pytest.approx(float(data.mean()), rel=1e-3)
+
+
+@pytest.fixture(scope="module")
+def three_scans(tmp_path_factory, shared_data):
+    import json
+
+    from conftest import block_mean
+
+    bids = tmp_path_factory.mktemp("three") / "ds"
+    bids.mkdir()
+    (bids / "dataset_description.json").write_text(json.dumps({"Name": "three", "BIDSVersion": "1.9.0"}))
+    for label, sub in (("01", "01"), ("02", "05"), ("03", "08")):
+        path = bids / f"sub-{label}" / "anat" / f"sub-{label}_T1w.nii.gz"
+        path.parent.mkdir(parents=True)
+        block_mean(shared_data / "ds002748" / f"sub-{sub}_T1w.nii.gz", path)
+    return bids
+
+
+def _cli(*args):
+    import subprocess
+    import sys
+
+    # its own session: a kill reaches the run and its Nipype workers, as a scheduler's would
+    return subprocess.Popen([sys.executable, "-m", "bidsqc.cli.run", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _finished(out):
+    return {r["source_file"]: r["qc"] for t in out.glob("sub-*/sub-*_desc-qc_T1w.tsv") for r in read_tsv(t)}
+
+
+@pytest.mark.faults
+def test_a_killed_run_leaves_nothing_partial_and_a_rerun_completes(three_scans, tmp_path, templateflow_home):
+    import json
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    proc = _cli(three_scans, out, "participant", "--nprocs", "2", "--mc-samples", "1", "--no-reports")
+    deadline = time.time() + 600
+    while proc.poll() is None and time.time() < deadline and not list(out.rglob("*_desc-qc_T1w.json")):
+        time.sleep(0.1)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    for path in out.rglob("*"):  # nothing half-written: no temporary file, every JSON whole
+        assert not path.name.endswith(".tmp")
+        if path.suffix == ".json":
+            json.loads(path.read_text())
+    rerun = _cli(three_scans, out, "participant", "--nprocs", "2", "--mc-samples", "1", "--no-reports")
+    assert rerun.wait() == 0, rerun.stdout.read()
+    assert sorted(_finished(out)) == [f"sub-0{i}/anat/sub-0{i}_T1w.nii.gz" for i in (1, 2, 3)]
+    assert set(_finished(out).values()) <= {"pass", "uncertain", "fail"}
+
+
+@pytest.mark.faults
+def test_two_participant_runs_at_once_into_one_folder_then_the_group(three_scans, tmp_path, templateflow_home):
+    out = tmp_path / "out"
+    runs = [_cli(three_scans, out, "participant", "--participant-label", *labels, "--nprocs", "1", "--mc-samples",
+                 "1", "--no-reports") for labels in (["01", "02"], ["03"])]
+    assert [r.wait() for r in runs] == [0, 0]
+    assert main([str(three_scans), str(out), "group", "--no-reports"]) == 0
+    participants = sorted(r["participant_id"] for r in read_tsv(out / "group_desc-qc_T1w.tsv"))
+    assert participants == ["sub-01", "sub-02", "sub-03"]
+    assert not list(out.rglob("*.tmp"))

@@ -204,7 +204,8 @@ def plugin_settings(args):
 
 
 def run_participant(args):
-    from ..model.card import ModelCardError, ensemble_checksum, file_checksum, rating_checksum, read_card
+    from ..model.card import (ModelCardError, ensemble_checksum, file_checksum, rating_checksum, read_card,
+                              verify_ensemble_folder)
     from ..model.ensemble import DEFAULT_MODEL_DIR
     from ..outputs import derivative_paths, write_dataset_description, write_subject_table
 
@@ -212,6 +213,7 @@ def run_participant(args):
     model_dir = (args.model or DEFAULT_MODEL_DIR).resolve()
     try:
         card = read_card(model_dir)
+        verify_ensemble_folder(model_dir, card)
         checksum = ensemble_checksum(model_dir, card)
     except (ModelCardError, OSError) as exc:
         raise UsageError(f"--model: {exc}") from exc

@@ -68,6 +68,38 @@ def write_json_atomic(path, payload):
     os.replace(tmp, path)
 
 
+#: what an ensemble folder may hold besides its fold models and input mask (written by bidsqc-train)
+ENSEMBLE_EXTRAS = ("model_card.json", "cv_predictions.tsv", "training_curves.png")
+
+
+def ensemble_id_of(model_dir, fold_files):
+    """The model id of fold model files: a hash of their checksums (what bidsqc-train names it)."""
+    return "bidsqc-" + hashlib.sha1("".join(file_checksum(Path(model_dir) / f) for f in fold_files)
+                                    .encode()).hexdigest()[:12]
+
+
+def verify_ensemble_folder(model_dir, card):
+    """Refuse a model folder that holds files an ensemble does not (a pickle, a script, a model
+    in another format: nothing but the card's Keras fold models is ever loaded, and a folder
+    that holds more is not what bidsqc-train wrote), or whose fold models are not those the
+    card's model id was made from (replaced or damaged). Hidden files are ignored."""
+    model_dir = Path(model_dir)
+    allowed = set(card["folds"]) | {card["input"]["mask_file"]} | set(ENSEMBLE_EXTRAS)
+    unexpected = sorted(p.name for p in model_dir.iterdir() if p.name not in allowed and not p.name.startswith("."))
+    if unexpected:
+        raise ModelCardError(f"{model_dir}: unexpected file(s) {', '.join(unexpected)}; an ensemble folder holds "
+                             f"only {CARD_NAME}, its fold models, its input mask, cv_predictions.tsv and "
+                             "training_curves.png (remove the others, or point --model at the folder bidsqc-train "
+                             "wrote)")
+    missing = [f for f in card["folds"] if not (model_dir / f).is_file()]
+    if missing:
+        raise ModelCardError(f"{model_dir}: fold model(s) {', '.join(missing)} listed in the model card are missing")
+    found = ensemble_id_of(model_dir, card["folds"])
+    if found != card["model_id"]:
+        raise ModelCardError(f"{model_dir}: the fold models are not those of model {card['model_id']} (their checksums "
+                             f"make {found}): replaced or damaged; copy the ensemble again")
+
+
 def ensemble_checksum(model_dir, card):
     """sha256 over the fold model files, the input mask and the card's input section."""
     digest = hashlib.sha256()

@@ -9,7 +9,6 @@ stopped run resumes where it stopped.
 
 import csv
 import datetime
-import hashlib
 import json
 import logging
 import os
@@ -25,7 +24,7 @@ import numpy as np
 from .. import __version__
 from ..artifacts import ARTIFACTS
 from ..artifacts.shift import SHIFT_RANGES, TRAINING_SHIFTS
-from ..model.card import CARD_NAME, MASK_NAME, file_checksum, read_card, write_json_atomic
+from ..model.card import CARD_NAME, MASK_NAME, ensemble_id_of, file_checksum, read_card, write_json_atomic
 from ..model.decision import UNCERTAIN_HALF_WIDTH_LOGIT, uncertain_band
 from ..preprocessing.pipeline import (DEFAULT_SHAPE, DEFAULT_SPACING_MM, PRESMOOTH_FWHM_MM, make_grid,
                                       make_input_mask)
@@ -134,9 +133,8 @@ def save_for_inference(model, path):
 
 
 def ensemble_id(out_dir, fold_files):
-    """Model id: a hash of the fold model files."""
-    return "bidsqc-" + hashlib.sha1("".join(file_checksum(Path(out_dir) / f) for f in fold_files)
-                                    .encode()).hexdigest()[:12]
+    """Model id: a hash of the fold model files (bidsqc.model.card.ensemble_id_of)."""
+    return ensemble_id_of(out_dir, fold_files)
 
 
 def _plot_curves(histories, path):
