@@ -64,13 +64,21 @@ CASES = {
 }
 
 
-def write_fault_dataset(bids, shared_data):
-    """Every CASES input as sub-<label>/anat/sub-<label>_T1w.nii.gz under ``bids``, a good scan
-    (sub-good, a 2 mm copy of a real one) and that scan again under a label that is not
-    alphanumeric; returns ``bids``."""
+def add_odd_label(bids, good):
+    """The scan ``good`` (a path under the BIDS folder ``bids``) copied beside itself under a
+    label that is not alphanumeric (``acq-a b``, which pybids leaves out); returns its path
+    relative to ``bids``."""
+    odd = good.parent / good.name.replace("_T1w", "_acq-a b_T1w")
+    shutil.copyfile(good, odd)
+    return str(odd.relative_to(bids))
+
+
+def add_fault_inputs(bids, good):
+    """Every CASES input as sub-<label>/anat/sub-<label>_T1w.nii.gz under the BIDS folder
+    ``bids``, and ``add_odd_label(bids, good)``; returns the CASES files' paths relative to
+    ``bids`` and the odd file's."""
     rng = np.random.default_rng(0)
-    bids.mkdir(parents=True)
-    (bids / "dataset_description.json").write_text(json.dumps({"Name": "faults", "BIDSVersion": "1.9.0"}))
+    files = []
     for label, (writer, _) in CASES.items():
         path = bids / f"sub-{label}" / "anat" / f"sub-{label}_T1w.nii.gz"
         path.parent.mkdir(parents=True)
@@ -80,8 +88,16 @@ def write_fault_dataset(bids, shared_data):
             os.symlink(bids / "nowhere.nii.gz", path)
         else:
             writer(path, rng)
+        files.append(str(path.relative_to(bids)))
+    return files, add_odd_label(bids, good)
+
+
+def write_fault_dataset(bids, shared_data):
+    """A BIDS dataset of a good scan (sub-good, a 2 mm copy of a real one) and ``add_fault_inputs``."""
+    bids.mkdir(parents=True)
+    (bids / "dataset_description.json").write_text(json.dumps({"Name": "faults", "BIDSVersion": "1.9.0"}))
     good = bids / "sub-good" / "anat" / "sub-good_T1w.nii.gz"
     good.parent.mkdir(parents=True)
     block_mean(shared_data / "ds002748" / "sub-01_T1w.nii.gz", good)
-    shutil.copyfile(good, bids / "sub-good" / "anat" / "sub-good_acq-a b_T1w.nii.gz")
+    add_fault_inputs(bids, good)
     return bids

@@ -1,6 +1,8 @@
-"""Broken and unusual inputs in one BIDS dataset, rated in one participant run: each gets an
-``error`` row with a message naming the file and the problem (or a ``skipped`` entry saying
-why it was not rated), and the good scans of the same run are rated all the same."""
+"""Faults and limits: the size limit, 4D, sub-millimetre reading, a read-only output folder, a
+model folder that is not what bidsqc-train wrote, option names in messages, and (marker
+``faults``) a killed run and two runs at once. The broken inputs themselves
+(tests/fault_inputs.py), marker ``faults`` too, are rated in one participant run with a good
+scan, which must be rated all the same."""
 
 import os
 import shutil
@@ -24,6 +26,7 @@ def fault_run(tmp_path_factory, shared_data, templateflow_home):
     return bids, out, code, group
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize("label", sorted(CASES))
 def test_each_broken_input_is_an_error_row_that_says_what_is_wrong(fault_run, label):
     bids, out, code, _ = fault_run
@@ -34,6 +37,7 @@ def test_each_broken_input_is_an_error_row_that_says_what_is_wrong(fault_run, la
     assert "Traceback" not in message and "\n" not in message
 
 
+@pytest.mark.faults
 def test_the_good_scan_of_the_same_run_is_rated_and_the_odd_name_is_listed(fault_run):
     bids, out, code, group = fault_run
     assert code == 0 and group == 0
@@ -61,8 +65,8 @@ def test_a_4d_image_is_rated_on_its_first_volume_with_a_warning_that_helps():
     assert info.n_volumes == 3 and "split the file" in info.warnings[0] and "--" not in info.warnings[0]
 
 
-def test_a_read_only_output_folder_is_one_line_and_exit_2(fault_run, tmp_path, capsys):
-    bids, *_ = fault_run
+def test_a_read_only_output_folder_is_one_line_and_exit_2(three_scans, tmp_path, capsys):
+    bids = three_scans
     if os.geteuid() == 0:  # root ignores permissions: a read-only bind mount in a private namespace
         if not shutil.which("unshare"):
             pytest.skip("needs unshare to make a read-only folder as root")
@@ -72,7 +76,7 @@ def test_a_read_only_output_folder_is_one_line_and_exit_2(fault_run, tmp_path, c
         target = tmp_path / "ro"
         target.mkdir()
         script = (f"mount --bind {target} {target} && mount -o remount,bind,ro {target} && "
-                  f"{sys.executable} -m bidsqc.cli.run {bids} {target} participant --participant-label good")
+                  f"{sys.executable} -m bidsqc.cli.run {bids} {target} participant --participant-label 01")
         done = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True)
         if "mount" in done.stderr and done.returncode not in (2,):
             pytest.skip(f"cannot make a read-only mount here: {done.stderr.strip()[:200]}")
@@ -83,7 +87,7 @@ def test_a_read_only_output_folder_is_one_line_and_exit_2(fault_run, tmp_path, c
     else:
         target = tmp_path / "ro"
         target.mkdir(mode=0o555)
-        assert main([str(bids), str(target), "participant", "--participant-label", "good"]) == 2
+        assert main([str(bids), str(target), "participant", "--participant-label", "01"]) == 2
         assert "is not writable" in capsys.readouterr().err
 
 
@@ -107,13 +111,13 @@ def test_every_option_a_message_names_exists():
     assert {o: sorted(p) for o, p in named.items() if o not in known} == {}
 
 
-def test_a_model_folder_with_foreign_files_or_other_fold_models_is_refused(fault_run, tmp_path, capsys):
+def test_a_model_folder_with_foreign_files_or_other_fold_models_is_refused(three_scans, tmp_path, capsys):
     from bidsqc.model.ensemble import DEFAULT_MODEL_DIR
 
-    bids, *_ = fault_run
+    bids = three_scans
     model = tmp_path / "model"
     shutil.copytree(DEFAULT_MODEL_DIR, model)
-    args = [str(bids), str(tmp_path / "out"), "participant", "--participant-label", "good", "--model", str(model)]
+    args = [str(bids), str(tmp_path / "out"), "participant", "--participant-label", "01", "--model", str(model)]
     (model / "extra.pkl").write_bytes(b"\x80\x04not loaded")
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -123,7 +127,7 @@ def test_a_model_folder_with_foreign_files_or_other_fold_models_is_refused(fault
     fold.write_bytes(fold.read_bytes() + b"\0")
     assert main(args) == 2
     assert "replaced or damaged" in capsys.readouterr().err
-    assert not (tmp_path / "out" / "sub-good").exists()
+    assert not (tmp_path / "out" / "sub-01").exists()
 
 
 def test_a_sub_millimetre_scan_is_read_as_block_means_in_place_and_in_little_memory(tmp_path):

@@ -79,11 +79,12 @@ def check_writable(output_dir):
 NOT_RAW = {"derivatives", "sourcedata", "code", "stimuli"}
 
 
-def skipped_t1w(bids_dir, found, subjects=None):
+def skipped_t1w(bids_dir, found, subjects=None, reason_else="the BIDS index (pybids) does not hold it"):
     """Files under ``bids_dir`` that look like T1w images (``*T1w*.nii[.gz]``, outside
     derivatives, sourcedata, code and hidden folders) but are not among ``found`` (paths
     relative to ``bids_dir``): [(path, reason)]. ``subjects``: only those of these
-    participants (the --participant-label selection)."""
+    participants (the --participant-label selection); ``reason_else``: the reason given where
+    the name itself shows none."""
     import re
 
     found = set(found)
@@ -107,7 +108,7 @@ def skipped_t1w(bids_dir, found, subjects=None):
         elif not path.name.endswith(("_T1w.nii", "_T1w.nii.gz")):
             reason = "its name does not end in _T1w.nii[.gz]"
         else:
-            reason = "not matched by the BIDS index or the --bids-filter-file selection"
+            reason = reason_else
         out.append((str(rel), reason))
     return out
 
@@ -139,12 +140,15 @@ def find_t1w(args, bids_dir):
     if args.session_label:
         query["session"] = args.session_label
     files = layout.get(return_type="file", **query)
-    args.skipped = skipped_t1w(bids_dir, [os.path.relpath(f, bids_dir) for f in files], args.participant_label)
-    for rel, reason in args.skipped:
-        LOGGER.warning("skipped %s: %s", rel, reason)
+    # files the selection (labels, sessions, filter file) leaves out are left out on purpose: listed
+    # are only those the BIDS index itself does not hold as anatomical T1w scans
+    indexed = layout.get(return_type="file", suffix="T1w", extension=[".nii", ".nii.gz"], datatype="anat")
+    args.skipped = skipped_t1w(bids_dir, [os.path.relpath(f, bids_dir) for f in indexed], args.participant_label)
     if not files:
         raise UsageError(f"no T1w scans found in {args.bids_dir} for the selection "
                          f"{json.dumps({k: v for k, v in query.items() if k != 'extension'})}")
+    for rel, reason in args.skipped:
+        LOGGER.warning("skipped %s: %s", rel, reason)
     scans = []
     for path in sorted(files):
         source_file = os.path.relpath(path, bids_dir)
@@ -342,7 +346,9 @@ def run_group(args):
     from ..model.relative import MIN_ACQUISITION_SCANS
 
     rows, excluded = write_group_outputs(output_dir)
-    skipped = skipped_t1w(bids_dir, [r["source_file"] for r in rows]) if bids_dir.is_dir() else []
+    skipped = skipped_t1w(bids_dir, [r["source_file"] for r in rows], reason_else=(
+        "no participant-level row: outside the selection the participant level ran with, or not in the "
+        "BIDS index")) if bids_dir.is_dir() else []
     atomic_write_text(output_dir / "group_desc-qc_skipped.tsv", "path\treason\n" + "".join(
         f"{path}\t{reason}\n" for path, reason in skipped))
     for path, reason in skipped:

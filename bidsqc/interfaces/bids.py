@@ -60,6 +60,9 @@ class WriteQCDerivatives(SimpleInterface):
         record["input_sha256"] = prov.get("input_sha256")
         if self.inputs.reports:
             self._write_report(record, info, paths, prov)
+        else:  # a page from an earlier rating would show a verdict this one may not have
+            for key in ("report", "thumbnail"):
+                paths[key].unlink(missing_ok=True)
         atomic_write_text(paths["json"], json.dumps(record, indent=2) + "\n")
         self._results["out_file"] = str(paths["json"])
         return runtime

@@ -40,7 +40,7 @@ def test_4d_uses_first_volume_with_warning():
     data[0, 0, 0, :] = 0
     ras, info = conform(nib.Nifti1Image(data, np.eye(4)), name="sub-03_T1w.nii.gz")
     assert info.n_volumes == 3
-    assert "4D image with 3 volumes; using volume 0" in info.warnings[0]
+    assert "4D image with 3 volumes; rating volume 0 only" in info.warnings[0]
     assert np.asarray(ras.dataobj).max() == 1.0
 
 
