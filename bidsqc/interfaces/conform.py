@@ -34,7 +34,7 @@ class Conform(QCInterface):
     def _stage(self, info, cwd):
         name = os.path.basename(self.inputs.in_file)
         ras, conform_info = conform(load_image(self.inputs.in_file), name=name, volume=self.inputs.volume)
-        out_file = os.path.join(cwd, "t1w_ras.nii.gz")
+        out_file = os.path.join(cwd, "t1w_ras.nii")  # uncompressed: a work file, read by three stages and the report
         nib.save(ras, out_file)
         self._results["out_file"] = out_file
         record = conform_info.as_dict()

@@ -37,8 +37,9 @@ def robust_window(data, low=0.5, high=99.5):
 
 def _slice(data, axis, index):
     """A slice for display: RAS data, so the first image axis is left-right; transposed and
-    flipped so that superior/anterior is up."""
-    return np.rot90(np.take(data, index, axis=axis))
+    flipped so that superior/anterior is up (a view of the volume, then a small copy)."""
+    plane = data[index] if axis == 0 else data[:, index] if axis == 1 else data[:, :, index]
+    return np.rot90(plane)
 
 
 def _positions(data, axis, n):
@@ -81,7 +82,7 @@ def _montage(panels, gap=4):
     return np.concatenate(out, axis=0)
 
 
-def mosaic(data, zooms, window=None, n=MOSAIC_SLICES, overlay=None, contour=None, height=150):
+def mosaic(data, zooms, window=None, n=MOSAIC_SLICES, overlay=None, contour=None, height=130):
     """Axial, coronal and sagittal rows (top to bottom) of ``n`` slices each of an RAS volume,
     in square display pixels; ``overlay`` (0-1, same shape) blended in matplotlib's "hot"
     colour map where it is above 0.2; ``contour`` (a mask) drawn as a green outline."""
@@ -113,7 +114,7 @@ def mosaic(data, zooms, window=None, n=MOSAIC_SLICES, overlay=None, contour=None
 def _imsave(rgb):
     plt = _pyplot()
     buffer = io.BytesIO()
-    plt.imsave(buffer, np.clip(rgb, 0, 1), format="png")
+    plt.imsave(buffer, np.clip(rgb, 0, 1), format="png", pil_kwargs={"compress_level": 3})
     return buffer.getvalue()
 
 
