@@ -92,6 +92,71 @@ def add_fault_inputs(bids, good):
     return files, add_odd_label(bids, good)
 
 
+def _stored(base, path, dtype, slope=None):
+    """``base`` (a nibabel image) stored as ``dtype`` (integers scaled to the type's range), with
+    an explicit ``scl_slope`` where given."""
+    data = np.asarray(base.dataobj, np.float64)
+    if np.dtype(dtype).kind in "iu":
+        data = np.round(data / data.max() * (np.iinfo(dtype).max if slope is None else 1 / slope * 0.9 * 32767))
+    img = nib.Nifti1Image(data.astype(dtype), base.affine)
+    if slope is not None:
+        img.header.set_slope_inter(slope, 0)
+    nib.save(img, path)
+
+
+def _oblique(base, path, degrees=15.0):
+    angle = np.deg2rad(degrees)
+    turn = np.eye(4)
+    turn[1:3, 1:3] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    nib.save(nib.Nifti1Image(np.asarray(base.dataobj), turn @ base.affine), path)
+
+
+def _thick(base, path, mm=6.0):
+    """Slices of ``mm`` along the last axis: block means of a 2 mm scan, the affine stretched."""
+    data = np.asarray(base.dataobj, np.float32)
+    f = int(round(mm / base.header.get_zooms()[2]))
+    n = data.shape[2] // f * f
+    thick = data[..., :n].reshape(data.shape[0], data.shape[1], n // f, f).mean(axis=3)
+    nib.save(nib.Nifti1Image(thick, base.affine @ np.diag([1.0, 1.0, f, 1.0])), path)
+
+
+def _t2_like(base, path):
+    """Inverted contrast inside the head (CSF bright, white matter dark), as a T2w labelled T1w."""
+    data = np.asarray(base.dataobj, np.float32)
+    head = data > 0.1 * data.max()
+    nib.save(nib.Nifti1Image(np.where(head, data.max() - data + 0.1 * data.max(), 0).astype(np.float32),
+                             base.affine), path)
+
+
+#: (label, writer(base, path), check(row, record) -> message or None): unusual but readable inputs,
+#: rated; ``base`` is the good scan (a 2 mm real head)
+RATED = {
+    "thick": (_thick, lambda row, rec: None if any("2D (thick-slice)" in w for w in rec.get("warnings", []))
+              else "no thick-slice warning"),
+    "oblique": (_oblique, lambda row, rec: None if rec.get("oblique") is True else "not recorded as oblique"),
+    "int8": (lambda b, p: _stored(b, p, np.int8), None),
+    "uint8": (lambda b, p: _stored(b, p, np.uint8), None),
+    "float64": (lambda b, p: _stored(b, p, np.float64), None),
+    "slope": (lambda b, p: _stored(b, p, np.int16, slope=0.25), None),
+    "plain": (lambda b, p: nib.save(b, p.with_suffix("")), None),  # sub-plain_T1w.nii
+    "eight": (lambda b, p: nib.save(nib.Nifti1Image(np.asarray(b.dataobj)[:, :, 40:48], b.affine), p),
+              lambda row, rec: None if row["qc"] != "pass" else "8 slices passed"),
+    "t2like": (_t2_like, lambda row, rec: None if row["qc"] != "pass" else "a T2w-like contrast passed"),
+    "noise": (lambda b, p: nib.save(nib.Nifti1Image(np.random.default_rng(3).random((64, 64, 64)).astype(
+        np.float32), np.diag([2.0, 2.0, 2.0, 1.0])), p), lambda row, rec: None if row["qc"] != "pass"
+        else "pure noise passed"),
+}
+
+
+def add_rated_inputs(bids, good):
+    """Every RATED input as sub-<label>/anat/sub-<label>_T1w.nii[.gz], made from the scan at ``good``."""
+    base = nib.load(good)
+    for label, (writer, _) in RATED.items():
+        path = bids / f"sub-{label}" / "anat" / f"sub-{label}_T1w.nii.gz"
+        path.parent.mkdir(parents=True)
+        writer(base, path)
+
+
 def write_fault_dataset(bids, shared_data):
     """A BIDS dataset of a good scan (sub-good, a 2 mm copy of a real one) and ``add_fault_inputs``."""
     bids.mkdir(parents=True)
@@ -100,4 +165,5 @@ def write_fault_dataset(bids, shared_data):
     good.parent.mkdir(parents=True)
     block_mean(shared_data / "ds002748" / "sub-01_T1w.nii.gz", good)
     add_fault_inputs(bids, good)
+    add_rated_inputs(bids, good)
     return bids

@@ -10,7 +10,7 @@ import shutil
 import nibabel as nib
 import numpy as np
 import pytest
-from fault_inputs import CASES, _nifti, write_fault_dataset
+from fault_inputs import CASES, RATED, _nifti, write_fault_dataset
 
 from bidsqc.cli.run import main
 from bidsqc.outputs import read_tsv
@@ -38,6 +38,21 @@ def test_each_broken_input_is_an_error_row_that_says_what_is_wrong(fault_run, la
 
 
 @pytest.mark.faults
+@pytest.mark.parametrize("label", sorted(RATED))
+def test_each_unusual_but_readable_input_is_rated(fault_run, label):
+    """Other datatypes, a slope, plain .nii, oblique, thick slices are rated (with a warning where
+    due); 8 slices, a T2w-like contrast and pure noise are not passed."""
+    import json
+
+    bids, out, code, _ = fault_run
+    rows = read_tsv(out / f"sub-{label}" / f"sub-{label}_desc-qc_T1w.tsv")
+    assert len(rows) == 1 and rows[0]["qc"] in ("pass", "uncertain", "fail"), rows[0].get("error")
+    record = json.loads(next((out / f"sub-{label}").rglob("*_desc-qc_T1w.json")).read_text())
+    check = RATED[label][1]
+    assert check is None or check(rows[0], record) is None, check(rows[0], record)
+
+
+@pytest.mark.faults
 def test_the_good_scan_of_the_same_run_is_rated_and_the_odd_name_is_listed(fault_run):
     bids, out, code, group = fault_run
     assert code == 0 and group == 0
@@ -46,7 +61,7 @@ def test_the_good_scan_of_the_same_run_is_rated_and_the_odd_name_is_listed(fault
     skipped = read_tsv(out / "group_desc-qc_skipped.tsv")
     assert [(r["path"], "not alphanumeric" in r["reason"]) for r in skipped] == [
         ("sub-good/anat/sub-good_acq-a b_T1w.nii.gz", True)]
-    assert len(read_tsv(out / "group_desc-qc_T1w.tsv")) == len(CASES) + 1
+    assert len(read_tsv(out / "group_desc-qc_T1w.tsv")) == len(CASES) + len(RATED) + 1
     assert not list(out.rglob("*.tmp"))
 
 
