@@ -237,3 +237,24 @@ def test_two_participant_runs_at_once_into_one_folder_then_the_group(three_scans
     participants = sorted(r["participant_id"] for r in read_tsv(out / "group_desc-qc_T1w.tsv"))
     assert participants == ["sub-01", "sub-02", "sub-03"]
     assert not list(out.rglob("*.tmp"))
+
+
+def test_labels_are_checked_before_they_reach_a_path_and_no_shell_is_used(three_scans, tmp_path, capsys):
+    from pathlib import Path
+
+    for label in ("../../etc", "01;rm", "0*"):
+        with pytest.raises(SystemExit) as stop:
+            main([str(three_scans), str(tmp_path / "out"), "participant", "--participant-label", label])
+        assert stop.value.code == 2 and "is not a BIDS label" in capsys.readouterr().err
+    root = Path(__file__).resolve().parent.parent
+    assert not [str(p) for d in ("bidsqc", "benchmarks", "scripts") for p in (root / d).rglob("*.py")
+                if "shell=True" in p.read_text()]
+
+
+def test_an_unwritable_work_folder_is_one_line_and_exit_2(three_scans, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the work folder should go")
+    code = main([str(three_scans), str(tmp_path / "out"), "participant", "--participant-label", "01",
+                 "-w", str(blocker / "work")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "-w/--work-dir" in err[0] and "is not writable" in err[0]

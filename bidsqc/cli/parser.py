@@ -7,10 +7,16 @@ from .. import __version__
 
 
 def _label(value):
-    """Participant/session label with or without its ``sub-``/``ses-`` prefix."""
+    """Participant/session label with or without its ``sub-``/``ses-`` prefix; BIDS labels are
+    alphanumeric, so nothing else (a path, a wildcard) gets near a file name."""
+    import re
+
     for prefix in ("sub-", "ses-"):
         if value.startswith(prefix):
-            return value[len(prefix):]
+            value = value[len(prefix):]
+            break
+    if not re.fullmatch(r"[A-Za-z0-9]+", value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a BIDS label (letters and digits only)")
     return value
 
 

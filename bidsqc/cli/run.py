@@ -64,14 +64,14 @@ def check_dirs(args):
     return bids_dir, output_dir
 
 
-def check_writable(output_dir):
+def check_writable(output_dir, what="output_dir"):
     """Create ``output_dir`` and check that a file can be written there; UsageError otherwise."""
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=output_dir, prefix=".bidsqc-write-check-"):
             pass
     except OSError as exc:
-        raise UsageError(f"output_dir {output_dir} is not writable ({exc.strerror or exc}); choose another "
+        raise UsageError(f"{what} {output_dir} is not writable ({exc.strerror or exc}); choose another "
                          "folder or fix its permissions") from exc
 
 
@@ -270,6 +270,8 @@ def run_participant(args):
                             "or settings", scan["source_file"])
         todo.append(scan)
     check_writable(output_dir)
+    if args.work_dir:
+        check_writable(args.work_dir.resolve(), what="-w/--work-dir")
     write_dataset_description(output_dir, card["model_id"], bids_dir)
     LOGGER.warning("bidsqc %s: %d T1w scan(s) found, %d to rate with model %s (%s, %d process(es))",
                    __version__, len(scans), len(todo), card["model_id"], plugin, plugin_args.get("n_procs", 1))
