@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench_participant import tree_rss_bytes  # noqa: E402
+from conftest import three_subject_dataset  # noqa: E402
 from fault_inputs import CASES, write_fault_dataset  # noqa: E402
 
 
@@ -92,18 +93,6 @@ def rows(out):
     return found
 
 
-def three_subjects(data, bids):
-    from conftest import block_mean
-
-    bids.mkdir(parents=True)
-    (bids / "dataset_description.json").write_text(json.dumps({"Name": "faults", "BIDSVersion": "1.9.0"}))
-    for label, sub in (("01", "01"), ("02", "05"), ("03", "08")):
-        path = bids / f"sub-{label}" / "anat" / f"sub-{label}_T1w.nii.gz"
-        path.parent.mkdir(parents=True)
-        block_mean(data / "ds002748" / f"sub-{sub}_T1w.nii.gz", path)
-    return bids
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
@@ -135,7 +124,7 @@ def main():
     lines.append(f"  handled as specified      {handled} of {len(CASES) + 2}   (exit {code}, {seconds:.0f} s)")
 
     # 2. killed in the middle, then run again
-    bids3 = three_subjects(args.data, tmp / "three")
+    bids3 = three_subject_dataset(tmp / "three", args.data, "faults")
     out3 = tmp / "killed"
     code, _, _, _ = run([bids3, out3, "participant", "--nprocs", "2", "--mc-samples", "1", "--no-reports"], env,
                         kill_after=lambda: len(list(out3.rglob("*_desc-qc_T1w.json"))) >= 1)

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import __version__
@@ -36,52 +37,40 @@ ACQUISITION_COLUMNS = {"manufacturer": "Manufacturer", "model_name": "Manufactur
 ENTITY_ORDER = ("sub", "ses", "task", "acq", "ce", "rec", "run", "echo", "part")
 
 
-def atomic_write_text(path, text):
-    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
+@contextmanager
+def _atomic(path):
+    """Yield a temporary path beside ``path`` to write; on success it gets the user's file mode
+    and is renamed to ``path``, on any failure it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            handle.write(text)
+        yield tmp
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path, text):
+    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
+    with _atomic(path) as tmp, open(tmp, "w", newline="") as handle:
+        handle.write(text)
 
 
 def atomic_write_bytes(path, data):
     """Write bytes to ``path`` via a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with _atomic(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(data)
 
 
 def atomic_copy(src, dst):
     """Copy ``src`` to ``dst`` through a temporary name and a rename."""
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with _atomic(dst) as tmp:
         shutil.copyfile(src, tmp)
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def parse_entities(source_file):

@@ -97,3 +97,16 @@ def block_mean(source, out, factor=2):
 def stripped_t1w_2mm(stripped_t1w, tmp_path_factory):
     """ds002748 sub-01 at 2 mm (``block_mean``)."""
     return block_mean(stripped_t1w, tmp_path_factory.mktemp("scans") / "sub-01_T1w.nii.gz")
+
+
+def three_subject_dataset(bids, shared_data, name="three subjects"):
+    """A BIDS dataset of three ds002748 scans at 2 mm (sub-01, -05, -08 as sub-01, -02, -03)."""
+    import json
+
+    bids.mkdir(parents=True)
+    (bids / "dataset_description.json").write_text(json.dumps({"Name": name, "BIDSVersion": "1.9.0"}))
+    for label, sub in (("01", "01"), ("02", "05"), ("03", "08")):
+        path = bids / f"sub-{label}" / "anat" / f"sub-{label}_T1w.nii.gz"
+        path.parent.mkdir(parents=True)
+        block_mean(shared_data / "ds002748" / f"sub-{sub}_T1w.nii.gz", path)
+    return bids

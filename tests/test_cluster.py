@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import block_mean
+from conftest import three_subject_dataset
 
 from bidsqc.cli.run import main
 from bidsqc.outputs import read_tsv
@@ -38,14 +38,7 @@ def slurm():
 
 @pytest.fixture(scope="module")
 def three_subjects(tmp_path_factory, shared_data):
-    bids = tmp_path_factory.mktemp("cluster") / "bids"
-    bids.mkdir()
-    (bids / "dataset_description.json").write_text(json.dumps({"Name": "cluster test", "BIDSVersion": "1.9.0"}))
-    for label, sub in (("01", "01"), ("02", "05"), ("03", "08")):
-        out = bids / f"sub-{label}" / "anat" / f"sub-{label}_T1w.nii.gz"
-        out.parent.mkdir(parents=True)
-        block_mean(shared_data / "ds002748" / f"sub-{sub}_T1w.nii.gz", out)
-    return bids
+    return three_subject_dataset(tmp_path_factory.mktemp("cluster") / "bids", shared_data, "cluster test")
 
 
 def test_the_slurm_array_script_rates_every_participant_then_the_group(slurm, three_subjects, tmp_path,

@@ -94,7 +94,10 @@ def test_a_read_only_output_folder_is_one_line_and_exit_2(three_scans, tmp_path,
                   f"{sys.executable} -m bidsqc.cli.run {bids} {target} participant --participant-label 01")
         done = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True)
         if "mount" in done.stderr and done.returncode not in (2,):
-            pytest.skip(f"cannot make a read-only mount here: {done.stderr.strip()[:200]}")
+            message = f"cannot make a read-only mount here: {done.stderr.strip()[:200]}"
+            if os.environ.get("CI"):  # .ci/run runs as root on a machine that allows it
+                pytest.fail(message)
+            pytest.skip(message)
         assert done.returncode == 2, done.stderr
         errors = [line for line in done.stderr.splitlines() if "error" in line]
         assert errors == [f"bidsqc: error: output_dir {target} is not writable (Read-only file system); choose "
@@ -176,18 +179,9 @@ def test_a_sub_millimetre_scan_is_read_as_block_means_in_place_and_in_little_mem
 
 @pytest.fixture(scope="module")
 def three_scans(tmp_path_factory, shared_data):
-    import json
+    from conftest import three_subject_dataset
 
-    from conftest import block_mean
-
-    bids = tmp_path_factory.mktemp("three") / "ds"
-    bids.mkdir()
-    (bids / "dataset_description.json").write_text(json.dumps({"Name": "three", "BIDSVersion": "1.9.0"}))
-    for label, sub in (("01", "01"), ("02", "05"), ("03", "08")):
-        path = bids / f"sub-{label}" / "anat" / f"sub-{label}_T1w.nii.gz"
-        path.parent.mkdir(parents=True)
-        block_mean(shared_data / "ds002748" / f"sub-{sub}_T1w.nii.gz", path)
-    return bids
+    return three_subject_dataset(tmp_path_factory.mktemp("three") / "ds", shared_data)
 
 
 def _cli(*args):
